@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# Builds the libFuzzer targets with clang++ (ASan + UBSan) and runs each for
+# a while over a small seed corpus. Exits non-zero if any input crashes.
+#
+#   scripts/run-fuzzers.sh [SECONDS] [BUILD_DIR]
+#
+# SECONDS defaults to 30 (per fuzzer); BUILD_DIR to <repo>/build-fuzz. CLANGXX
+# overrides the compiler (default clang++-22). Crashing inputs are written to
+# BUILD_DIR/artifacts/; replay one with BUILD_DIR/safetensors_fuzzer FILE.
+set -euo pipefail
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+seconds="${1:-30}"
+build="${2:-$repo/build-fuzz}"
+cxx="${CLANGXX:-clang++-22}"
+
+if ! [[ "$seconds" =~ ^[0-9]+$ ]]; then
+  echo "usage: $0 [SECONDS] [BUILD_DIR]" >&2
+  exit 2
+fi
+mkdir -p "$build"
+build="$(cd "$build" && pwd)"
+
+flags=(-std=c++17 -g -O1 -fno-omit-frame-pointer
+       -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+       -I "$repo/include")
+
+echo "== building safetensors_fuzzer with $cxx"
+"$cxx" "${flags[@]}" -o "$build/safetensors_fuzzer" \
+  "$repo/test/fuzz/safetensors_fuzzer.cpp" \
+  "$repo/lib/Support/SafeTensors.cpp" \
+  "$repo/lib/Support/MappedFile.cpp"
+
+# Seeds: a few small valid files in the shapes real checkpoints use, plus the
+# header of a shared model if one is present (its data section is dropped and
+# the offsets rewritten so that the seed stays small and valid).
+seeds="$build/seeds/safetensors"
+rm -rf "$seeds"
+mkdir -p "$seeds"
+python3 - "$seeds" "$repo/../shared/models/draft/model.safetensors" <<'PY'
+import json, os, struct, sys
+
+out, real = sys.argv[1], sys.argv[2]
+sizes = {"BF16": 2, "F16": 2, "F32": 4, "F64": 8, "I8": 1, "U8": 1,
+         "I16": 2, "I32": 4, "I64": 8, "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1}
+
+def write(name, tensors, metadata=None, pad=0):
+    header, data = {}, b""
+    if metadata is not None:
+        header["__metadata__"] = metadata
+    for tname, dtype, shape in tensors:
+        count = 1
+        for d in shape:
+            count *= d
+        begin = len(data)
+        data += bytes((begin + i) & 0xff for i in range(count * sizes[dtype]))
+        header[tname] = {"dtype": dtype, "shape": shape,
+                         "data_offsets": [begin, len(data)]}
+    text = json.dumps(header, separators=(",", ":")).encode() + b" " * pad
+    with open(os.path.join(out, name), "wb") as f:
+        f.write(struct.pack("<Q", len(text)) + text + data)
+
+write("empty", [])
+write("one", [("w", "F32", [2, 2])], {"format": "pt"})
+write("all_dtypes", [(d.lower(), d, [3]) for d in sizes], pad=5)
+write("scalar_and_empty", [("s", "I64", []), ("e", "BF16", [0, 7])])
+write("llama_layer", [
+    ("model.embed_tokens.weight", "BF16", [16, 4]),
+    ("model.layers.0.input_layernorm.weight", "BF16", [4]),
+    ("model.layers.0.self_attn.q_proj.weight", "BF16", [4, 4]),
+    ("model.layers.0.self_attn.q_proj.bias", "BF16", [4]),
+    ("model.layers.0.mlp.down_proj.weight", "BF16", [4, 6]),
+    ("lm_head.weight", "BF16", [16, 4]),
+], {"format": "pt", "note": "seed"})
+
+# A real header, shrunk: shapes scaled down to single elements.
+if os.path.exists(real):
+    with open(real, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        header = json.loads(f.read(n))
+    tensors = [(k, v["dtype"], [1] * len(v["shape"]))
+               for k, v in header.items() if k != "__metadata__"]
+    write("real_header", tensors, header.get("__metadata__"))
+PY
+
+dict="$build/seeds/safetensors.dict"
+cat > "$dict" <<'DICT'
+"__metadata__"
+"dtype"
+"shape"
+"data_offsets"
+"format"
+"BF16"
+"F16"
+"F32"
+"F64"
+"I8"
+"U8"
+"I16"
+"I32"
+"I64"
+"BOOL"
+"F8_E4M3"
+"F8_E5M2"
+"U16"
+"18446744073709551615"
+"9223372036854775807"
+"4294967296"
+"-1"
+"\xc3\xa9"
+"\xed\xa0\x80"
+DICT
+
+corpus="$build/corpus/safetensors"
+mkdir -p "$corpus" "$build/artifacts"
+
+echo "== running safetensors_fuzzer for ${seconds}s"
+status=0
+"$build/safetensors_fuzzer" "$corpus" "$seeds" \
+  -dict="$dict" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=4096 \
+  -max_len=8192 -print_final_stats=1 \
+  -artifact_prefix="$build/artifacts/safetensors-" || status=$?
+if [ "$status" -ne 0 ]; then
+  echo "safetensors_fuzzer FAILED (exit $status); see $build/artifacts/" >&2
+  exit "$status"
+fi
+echo "== all fuzzers passed"
