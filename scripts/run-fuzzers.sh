@@ -45,6 +45,8 @@ sizes = {"BF16": 2, "F16": 2, "F32": 4, "F64": 8, "I8": 1, "U8": 1,
          "I16": 2, "I32": 4, "I64": 8, "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1}
 
 def write(name, tensors, metadata=None, pad=0):
+    # Each seed twice: as a file, and as "header NUL data" (the fuzzer's
+    # second input form, see safetensors_fuzzer.cpp).
     header, data = {}, b""
     if metadata is not None:
         header["__metadata__"] = metadata
@@ -59,6 +61,8 @@ def write(name, tensors, metadata=None, pad=0):
     text = json.dumps(header, separators=(",", ":")).encode() + b" " * pad
     with open(os.path.join(out, name), "wb") as f:
         f.write(struct.pack("<Q", len(text)) + text + data)
+    with open(os.path.join(out, name + ".split"), "wb") as f:
+        f.write(text + b"\0" + data)
 
 write("empty", [])
 write("one", [("w", "F32", [2, 2])], {"format": "pt"})

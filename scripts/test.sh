@@ -7,4 +7,4 @@ build=${OPTMLIR_BUILD_DIR:-$root/build}
 
 "$root/scripts/build.sh"
 ctest --test-dir "$build" --output-on-failure -j "$(nproc)"
-"$root/scripts/run-fuzzers.sh" "$build/fuzz" "${OPTMLIR_FUZZ_SECONDS:-20}"
+"$root/scripts/run-fuzzers.sh" "${OPTMLIR_FUZZ_SECONDS:-20}" "$build/fuzz"
