@@ -93,8 +93,10 @@ WeightOp lookupWeight(Operation *op, SymbolTableCollection &symbolTable,
 LogicalResult WeightOp::verify() {
   if (getConcat().has_value() != getDim().has_value())
     return emitOpError("needs both a concat list and a dim, or neither");
-  if (getDim() && (*getDim() < 0 || *getDim() >= getTensorType().getRank()))
-    return emitOpError() << "concat dim " << *getDim()
+  // getDim() is unsigned: read the attribute as signed.
+  IntegerAttr dim = getDimAttr();
+  if (dim && (dim.getInt() < 0 || dim.getInt() >= getTensorType().getRank()))
+    return emitOpError() << "concat dim " << dim.getInt()
                          << " is out of range for rank "
                          << getTensorType().getRank();
   if (getConcat() && getConcat()->empty())
@@ -102,19 +104,46 @@ LogicalResult WeightOp::verify() {
   return success();
 }
 
+/// Whether following concat parts from `start` leads to the weight named
+/// `target`. Parts that are not weights are skipped: their own verifier
+/// reports them.
+static bool concatReaches(Operation *from, SymbolTableCollection &symbolTable,
+                          WeightOp start, StringRef target) {
+  SmallVector<WeightOp> worklist = {start};
+  llvm::SmallPtrSet<Operation *, 8> visited;
+  while (!worklist.empty()) {
+    WeightOp weight = worklist.pop_back_val();
+    if (weight.getSymName() == target)
+      return true;
+    std::optional<ArrayAttr> parts = weight.getConcat();
+    if (!visited.insert(weight).second || !parts)
+      continue;
+    for (Attribute attr : *parts)
+      if (auto part = symbolTable.lookupNearestSymbolFrom<WeightOp>(
+              from, llvm::cast<FlatSymbolRefAttr>(attr)))
+        worklist.push_back(part);
+  }
+  return false;
+}
+
 LogicalResult WeightOp::verifySymbolUses(SymbolTableCollection &symbolTable) {
   if (!getConcat())
     return success();
   RankedTensorType type = getTensorType();
-  int64_t dim = *getDim();
+  int64_t dim = getDimAttr().getInt();
+  ArrayAttr parts = *getConcat();
   int64_t total = 0;
-  for (auto [index, attr] : llvm::enumerate(*getConcat())) {
+  for (auto [index, attr] : llvm::enumerate(parts)) {
     auto name = llvm::cast<FlatSymbolRefAttr>(attr);
     if (name.getValue() == getSymName())
       return emitOpError() << "concat part " << index << " refers to itself";
     WeightOp part = lookupWeight(*this, symbolTable, name);
     if (!part)
       return failure();
+    if (concatReaches(*this, symbolTable, part, getSymName()))
+      return emitOpError() << "concat part " << name << " refers back to "
+                           << FlatSymbolRefAttr::get(getSymNameAttr())
+                           << " through its own concat parts";
     RankedTensorType partType = part.getTensorType();
     if (partType.getElementType() != type.getElementType())
       return emitOpError() << "concat part " << name << " has element type "
@@ -162,9 +191,13 @@ LogicalResult EmbedOp::verify() {
       failed(expectRank(*this, getTable(), "table", 2)))
     return failure();
   RankedTensorType table = tensorTypeOf(getTable());
-  return expectShape(*this, getResult(), "result",
-                     {tensorTypeOf(getIds()).getDimSize(0),
-                      table.getDimSize(1)});
+  if (failed(expectShape(*this, getResult(), "result",
+                         {tensorTypeOf(getIds()).getDimSize(0),
+                          table.getDimSize(1)})))
+    return failure();
+  // A lookup copies rows: there is no arithmetic to round to another type.
+  return expectSameElementType(*this, getResult(), "result",
+                               table.getElementType());
 }
 
 LogicalResult RMSNormOp::verify() {
@@ -238,12 +271,18 @@ LogicalResult AttentionOp::verify() {
   int64_t heads = query.getDimSize(1), kvHeads = key.getDimSize(1);
   if (ShapedType::isDynamic(heads) || ShapedType::isDynamic(kvHeads))
     return emitOpError("query and key head counts must be static");
+  if (kvHeads < 1)
+    return emitOpError() << "needs at least one key/value head, got "
+                         << kvHeads;
   if (heads % kvHeads != 0)
     return emitOpError() << "query has " << heads
                          << " heads, not a multiple of the " << kvHeads
                          << " key/value heads";
-  if (getSlidingWindow() && *getSlidingWindow() <= 0)
-    return emitOpError("sliding_window must be positive");
+  // getSlidingWindow() is unsigned: read the attribute as signed.
+  IntegerAttr window = getSlidingWindowAttr();
+  if (window && window.getInt() <= 0)
+    return emitOpError() << "sliding_window must be positive, got "
+                         << window.getInt();
   if (getSlidingWindow() && !getCausal())
     return emitOpError("sliding_window needs causal");
   if (!(getScale().convertToDouble() > 0))
@@ -327,14 +366,17 @@ static LogicalResult verifyDimIndex(Operation *op, Value value, int64_t dim) {
 }
 
 LogicalResult SoftmaxOp::verify() {
-  return verifyDimIndex(*this, getInput(), getDim());
+  return verifyDimIndex(*this, getInput(), getDimAttr().getInt());
 }
 
 LogicalResult CausalMaskOp::verify() {
   if (tensorTypeOf(getInput()).getRank() < 2)
     return emitOpError("input must have rank 2 or more");
-  if (getSlidingWindow() && *getSlidingWindow() <= 0)
-    return emitOpError("sliding_window must be positive");
+  // getSlidingWindow() is unsigned: read the attribute as signed.
+  IntegerAttr window = getSlidingWindowAttr();
+  if (window && window.getInt() <= 0)
+    return emitOpError() << "sliding_window must be positive, got "
+                         << window.getInt();
   return success();
 }
 
@@ -348,8 +390,9 @@ LogicalResult TransposeOp::verify() {
   SmallVector<bool> seen(perm.size(), false);
   for (int64_t p : perm) {
     if (p < 0 || p >= input.getRank() || seen[p])
-      return emitOpError("permutation is not a permutation of the input "
-                         "dimensions");
+      return emitOpError() << "permutation [" << perm
+                           << "] is not a permutation of the input "
+                              "dimensions";
     seen[p] = true;
   }
   SmallVector<int64_t> expected;
@@ -379,6 +422,32 @@ OpFoldResult TransposeOp::fold(FoldAdaptor) {
   return inner.getInput();
 }
 
+/// The product of the trailing (all but the first) dims of `shape`, or
+/// nothing when one of them is dynamic.
+static std::optional<int64_t> trailingProduct(ArrayRef<int64_t> shape) {
+  int64_t product = 1;
+  for (int64_t size : shape.drop_front()) {
+    if (ShapedType::isDynamic(size))
+      return std::nullopt;
+    product *= size;
+  }
+  return product;
+}
+
+/// Whether `input` may be reshaped to `result` (the rule of tfm.reshape):
+/// both static with equal element counts, or the leading dim kept and the
+/// static trailing dims with equal products.
+static bool isValidReshape(RankedTensorType input, RankedTensorType result) {
+  if (input.hasStaticShape() && result.hasStaticShape())
+    return input.getNumElements() == result.getNumElements();
+  if (input.getRank() == 0 || result.getRank() == 0)
+    return false;
+  std::optional<int64_t> inputInner = trailingProduct(input.getShape());
+  std::optional<int64_t> resultInner = trailingProduct(result.getShape());
+  return inputInner && resultInner && *inputInner == *resultInner &&
+         sameSize(input.getDimSize(0), result.getDimSize(0));
+}
+
 LogicalResult ReshapeOp::verify() {
   RankedTensorType input = tensorTypeOf(getInput());
   RankedTensorType result = tensorTypeOf(getResult());
@@ -386,41 +455,30 @@ LogicalResult ReshapeOp::verify() {
     return emitOpError() << "result element type " << result.getElementType()
                          << " differs from input element type "
                          << input.getElementType();
-  if (input.hasStaticShape() && result.hasStaticShape()) {
-    if (input.getNumElements() != result.getNumElements())
-      return emitOpError() << "input " << shapeString(input.getShape())
-                           << " and result " << shapeString(result.getShape())
-                           << " have different element counts";
+  if (isValidReshape(input, result))
     return success();
-  }
-  auto trailingProduct = [](ArrayRef<int64_t> shape) -> std::optional<int64_t> {
-    int64_t product = 1;
-    for (int64_t size : shape.drop_front()) {
-      if (ShapedType::isDynamic(size))
-        return std::nullopt;
-      product *= size;
-    }
-    return product;
-  };
-  std::optional<int64_t> inputInner = trailingProduct(input.getShape());
-  std::optional<int64_t> resultInner = trailingProduct(result.getShape());
-  if (input.getRank() == 0 || result.getRank() == 0 || !inputInner ||
-      !resultInner || *inputInner != *resultInner ||
-      !sameSize(input.getDimSize(0), result.getDimSize(0)))
-    return emitOpError() << "cannot reshape " << shapeString(input.getShape())
-                         << " to " << shapeString(result.getShape())
-                         << ": a dynamic reshape keeps the leading dim and "
-                            "the product of the static trailing dims";
-  return success();
+  if (input.hasStaticShape() && result.hasStaticShape())
+    return emitOpError() << "input " << shapeString(input.getShape())
+                         << " and result " << shapeString(result.getShape())
+                         << " have different element counts";
+  return emitOpError() << "cannot reshape " << shapeString(input.getShape())
+                       << " to " << shapeString(result.getShape())
+                       << ": a dynamic reshape keeps the leading dim and "
+                          "the product of the static trailing dims";
 }
 
 OpFoldResult ReshapeOp::fold(FoldAdaptor) {
   if (getInput().getType() == getResult().getType())
     return getInput();
   // reshape(reshape(x)) is one reshape; it folds away when it gives x back.
+  // The two steps are merged only where the merged reshape is itself valid:
+  // [?, 6] -> [4, 6] -> [3, 8] is, but [?, 6] -> [3, 8] is not.
   if (auto inner = getInput().getDefiningOp<ReshapeOp>()) {
     if (inner.getInput().getType() == getResult().getType())
       return inner.getInput();
+    if (!isValidReshape(tensorTypeOf(inner.getInput()),
+                        tensorTypeOf(getResult())))
+      return {};
     getInputMutable().assign(inner.getInput());
     return getResult();
   }
@@ -428,15 +486,15 @@ OpFoldResult ReshapeOp::fold(FoldAdaptor) {
 }
 
 LogicalResult RepeatOp::verify() {
-  if (failed(verifyDimIndex(*this, getInput(), getDim())))
+  int64_t dim = getDimAttr().getInt(), times = getTimesAttr().getInt();
+  if (failed(verifyDimIndex(*this, getInput(), dim)))
     return failure();
-  if (getTimes() < 1)
-    return emitOpError() << "times must be at least 1, got " << getTimes();
+  if (times < 1)
+    return emitOpError() << "times must be at least 1, got " << times;
   RankedTensorType input = tensorTypeOf(getInput());
   SmallVector<int64_t> expected(input.getShape());
-  int64_t dim = getDim();
   if (!ShapedType::isDynamic(expected[dim]))
-    expected[dim] *= getTimes();
+    expected[dim] *= times;
   if (failed(expectShape(*this, getResult(), "result", expected)) ||
       failed(expectSameElementType(*this, getResult(), "result",
                                    input.getElementType())))
@@ -445,12 +503,12 @@ LogicalResult RepeatOp::verify() {
 }
 
 LogicalResult SplitOp::verify() {
-  if (failed(verifyDimIndex(*this, getInput(), getDim())))
+  int64_t dim = getDimAttr().getInt();
+  if (failed(verifyDimIndex(*this, getInput(), dim)))
     return failure();
   if (getResults().empty())
     return emitOpError("needs at least one result");
   RankedTensorType input = tensorTypeOf(getInput());
-  int64_t dim = getDim();
   if (ShapedType::isDynamic(input.getDimSize(dim)))
     return emitOpError() << "input dim " << dim << " must be static";
   int64_t total = 0;
