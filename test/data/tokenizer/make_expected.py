@@ -268,7 +268,7 @@ def check_llama2_shape(data, piece_count):
 # Expected outputs
 # ---------------------------------------------------------------------------
 
-def expected_for(tokenizer_json_path, label, extra=None, sp=None):
+def expected_for(tokenizer_json_path, label, extra=None, sp=None, ref=None):
     from tokenizers import Tokenizer
     tok = Tokenizer.from_file(tokenizer_json_path)
     cases = []
@@ -293,7 +293,7 @@ def expected_for(tokenizer_json_path, label, extra=None, sp=None):
             "decoded": tok.decode(ids, skip_special_tokens=False),
             "decoded_skip": tok.decode(ids, skip_special_tokens=True)})
     import tokenizers
-    out = {"tokenizer": os.path.relpath(tokenizer_json_path, HERE),
+    out = {"tokenizer": ref or os.path.basename(tokenizer_json_path),
            "generator": f"tokenizers {tokenizers.__version__} (Python)",
            "label": label, "cases": cases, "decode_cases": decode_cases}
     if extra:
@@ -380,13 +380,15 @@ def main():
     # Expected outputs.
     summary = []
     llama3_path = os.path.join(HERE, "..", "..", "..", "examples", "draft", "tokenizer.json")
-    jobs = [("expected_llama3.json", llama3_path, "llama3", None, None)]
+    # "tokenizer" names the tokenizer relative to where the expected file ends.
+    jobs = [("expected_llama3.json", llama3_path, "llama3", None, None,
+             os.path.relpath(llama3_path, final_out))]
     if ok:
         jobs.append(("expected_llama2.json", llama2_path, "llama2",
-                     {"converter": converter}, sp))
-    for out_name, tok_path, label, extra, proc in jobs:
+                     {"converter": converter}, sp, "llama2_style.json"))
+    for out_name, tok_path, label, extra, proc, ref in jobs:
         try:
-            data = expected_for(tok_path, label, extra, proc)
+            data = expected_for(tok_path, label, extra, proc, ref)
             write_json_lines(os.path.join(args.out, out_name), data)
             n_ids = sum(len(c["ids"]) for c in data["cases"])
             line = (f"{out_name}: {len(data['cases'])} cases, {n_ids} ids, "
