@@ -14,16 +14,6 @@ namespace {
 /// Chain hash of the (empty) prefix before a sequence's first block.
 constexpr uint64_t kRootHash = 0x6a09e667f3bcc908ULL;
 
-/// splitmix64's finalizer: a bijection with good avalanche.
-uint64_t mix64(uint64_t x) {
-  x ^= x >> 30;
-  x *= 0xbf58476d1ce4e5b9ULL;
-  x ^= x >> 27;
-  x *= 0x94d049bb133111ebULL;
-  x ^= x >> 31;
-  return x;
-}
-
 uint64_t hashBlock(uint64_t parentHash, const TokenId *tokens, int32_t n) {
   uint64_t h = mix64(parentHash ^ 0x9e3779b97f4a7c15ULL);
   for (int32_t i = 0; i < n; ++i)

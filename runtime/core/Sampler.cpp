@@ -20,16 +20,6 @@ constexpr float kGreedyTemperature = 1e-5f;
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 constexpr float kMaxFloat = std::numeric_limits<float>::max();
 
-/// splitmix64's finalizer: a bijection with good avalanche.
-uint64_t mix64(uint64_t x) {
-  x ^= x >> 30;
-  x *= 0xbf58476d1ce4e5b9ULL;
-  x ^= x >> 27;
-  x *= 0x94d049bb133111ebULL;
-  x ^= x >> 31;
-  return x;
-}
-
 template <typename T> bool contains(const std::vector<T> &v, const T &x) {
   return std::find(v.begin(), v.end(), x) != v.end();
 }
