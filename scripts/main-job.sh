@@ -15,12 +15,12 @@ mkdir -p "$out"
 "$build/bin/optmlir-opt" "$out/model.mlir" --tfm-fuse-qkv --tfm-fuse-gate-up \
   --canonicalize --cse -o "$out/model.fused.mlir"
 
-echo "imported $model"
+echo "imported $model (ops per module below)"
 echo "  tfm module:          $out/model.mlir"
 echo "  after fusion passes: $out/model.fused.mlir"
 for f in "$out/model.mlir" "$out/model.fused.mlir"; do
   printf '  %-22s' "$(basename "$f"):"
-  grep -o 'tfm\.[a-z_]*' "$f" | sort | uniq -c | sort -rn |
+  grep -oE '(= |^ +)tfm\.[a-z_]+' "$f" | grep -oE 'tfm\.[a-z_]+' | sort | uniq -c | sort -rn |
     awk '{printf "%s %s, ", $1, $2}' | sed 's/, $//'
   echo
 done
