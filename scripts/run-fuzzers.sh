@@ -6,7 +6,8 @@
 #
 # SECONDS defaults to 30 (per fuzzer); BUILD_DIR to <repo>/build-fuzz. CLANGXX
 # overrides the compiler (default clang++-22). Crashing inputs are written to
-# BUILD_DIR/artifacts/; replay one with BUILD_DIR/safetensors_fuzzer FILE.
+# BUILD_DIR/artifacts/; replay one with BUILD_DIR/safetensors_fuzzer FILE
+# (or BUILD_DIR/artifact_fuzzer FILE for artifact-* inputs).
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -126,6 +127,58 @@ status=0
   -artifact_prefix="$build/artifacts/safetensors-" || status=$?
 if [ "$status" -ne 0 ]; then
   echo "safetensors_fuzzer FAILED (exit $status); see $build/artifacts/" >&2
+  exit "$status"
+fi
+# --- artifact_fuzzer: the .optpkg reader/verifier -------------------------
+# The schema header is generated here as CMake would (flatc at build time).
+gen="$build/gen"
+mkdir -p "$gen/runtime/artifact"
+flatc --cpp --scoped-enums -o "$gen/runtime/artifact" \
+  "$repo/runtime/artifact/Artifact.fbs"
+art_srcs=("$repo/runtime/artifact/Artifact.cpp"
+          "$repo/runtime/artifact/ArtifactFormat.cpp"
+          "$repo/runtime/artifact/ArtifactTypes.cpp")
+
+echo "== building artifact_fuzzer with $cxx"
+"$cxx" "${flags[@]}" -I "$repo" -I "$gen" -o "$build/artifact_fuzzer" \
+  "$repo/test/fuzz/artifact_fuzzer.cpp" "${art_srcs[@]}"
+
+# Seeds: the sample artifact and its broken variants (optpkg-testgen, built
+# without instrumentation), each also in the fuzzer's "mode byte, metadata,
+# blob" form that gets valid checksums for free.
+"$cxx" -std=c++17 -O1 -I "$repo" -I "$gen" \
+  -I "$repo/test/unit/runtime/artifact" -o "$build/optpkg-testgen" \
+  "$repo/test/unit/runtime/artifact/optpkg-testgen.cpp" \
+  "$repo/test/unit/runtime/artifact/SampleArtifact.cpp" \
+  "$repo/runtime/artifact/ArtifactWriter.cpp" "${art_srcs[@]}"
+aseeds="$build/seeds/artifact"
+rm -rf "$aseeds"
+mkdir -p "$aseeds"
+"$build/optpkg-testgen" "$aseeds"
+python3 - "$aseeds" <<'PY'
+import os, struct, sys
+d = sys.argv[1]
+for name in ("good.optpkg", "virtual.optpkg", "missing-buffer.optpkg"):
+    data = open(os.path.join(d, name), "rb").read()
+    fb_off, fb_size, blob_off, blob_size = struct.unpack_from("<4Q", data, 40)
+    flags = struct.unpack_from("<Q", data, 24)[0]
+    blob = data[blob_off:blob_off + blob_size]
+    blob += b"\0" * (-len(blob) % 16)  # the mode byte counts 16-byte units
+    mode = ((len(blob) // 16) << 1) | (flags & 1)
+    if mode < 256 and mode != ord("O"):
+        with open(os.path.join(d, name + ".wrapped"), "wb") as f:
+            f.write(bytes([mode]) + data[fb_off:fb_off + fb_size] + blob)
+PY
+
+acorpus="$build/corpus/artifact"
+mkdir -p "$acorpus"
+echo "== running artifact_fuzzer for ${seconds}s"
+"$build/artifact_fuzzer" "$acorpus" "$aseeds" \
+  -max_total_time="$seconds" -timeout=10 -rss_limit_mb=4096 \
+  -max_len=16384 -print_final_stats=1 \
+  -artifact_prefix="$build/artifacts/artifact-" || status=$?
+if [ "$status" -ne 0 ]; then
+  echo "artifact_fuzzer FAILED (exit $status); see $build/artifacts/" >&2
   exit "$status"
 fi
 echo "== all fuzzers passed"

@@ -22,7 +22,7 @@ llvm_config.use_default_substitutions()
 llvm_config.with_environment("PATH", config.llvm_tools_dir, append_path=True)
 llvm_config.with_environment("PATH", config.optmlir_tools_dir, append_path=True)
 
-tools = ["optmlir-opt", "optc"]
+tools = ["optmlir-opt", "optc", "optrun", "optpkg-testgen"]
 llvm_config.add_tool_substitutions(tools, [config.optmlir_tools_dir])
 
 # Tests on the main reference model need ../shared/models; a user's clone may
