@@ -9,7 +9,7 @@ packages=(
   libmlir-22-dev mlir-22-tools llvm-22-dev llvm-22-tools
   clang-22 libclang-rt-22-dev
   flatbuffers-compiler libflatbuffers-dev libxxhash-dev libcli11-dev
-  nlohmann-json3-dev libpcre2-dev libgtest-dev libgmock-dev
+  nlohmann-json3-dev libpcre2-dev libopenblas-dev libgtest-dev libgmock-dev
 )
 
 missing=()

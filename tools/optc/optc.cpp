@@ -1,10 +1,28 @@
 //===- optc.cpp - the OptMLIR compiler driver -----------------------------===//
 //
 //   optc import DIR -o model.mlir     Hugging Face checkpoint -> tfm module
+//   optc compile DIR -o model.optpkg  the whole pipeline, to an artifact
 //
 //===----------------------------------------------------------------------===//
 
+#include "optmlir/Import/Checkpoint.h"
 #include "optmlir/Import/ImportModel.h"
+#include "optmlir/Target/HostPlan.h"
+#include "passes/Passes.h"
+#include "runtime/artifact/ArtifactWriter.h"
+
+#include "mlir/Pass/PassManager.h"
+#include "mlir/Transforms/Passes.h"
+#include "llvm/Support/FileSystem.h"
+#include "llvm/ADT/StringExtras.h"
+#include "llvm/Support/JSON.h"
+#include "llvm/Support/Path.h"
+#include "llvm/Support/MemoryBuffer.h"
+#include "llvm/Support/Process.h"
+#include "llvm/Support/xxhash.h"
+
+#include <chrono>
+#include <cstring>
 
 #include "mlir/IR/MLIRContext.h"
 #include "mlir/Support/FileUtilities.h"
@@ -24,6 +42,28 @@ cl::opt<std::string> importDir(cl::Positional, cl::Required,
 cl::opt<std::string> importOutput("o", cl::desc("Output file ('-' for stdout)"),
                                   cl::value_desc("file"), cl::init("-"),
                                   cl::sub(importCommand));
+
+cl::SubCommand compileCommand("compile",
+                              "Compile a Hugging Face checkpoint to an artifact");
+cl::opt<std::string> compileDir(cl::Positional, cl::Required,
+                                cl::desc("<checkpoint directory>"),
+                                cl::sub(compileCommand));
+cl::opt<std::string> compileOutput("o", cl::desc("Output artifact"),
+                                   cl::value_desc("file"), cl::Required,
+                                   cl::sub(compileCommand));
+cl::opt<std::string> compileTarget(
+    "target", cl::desc("cpu (the host processor); GPU targets come later"),
+    cl::init("cpu"), cl::sub(compileCommand));
+cl::opt<std::string> compileCpu(
+    "cpu", cl::desc("Host processor to generate code for (x86-64-v3, native)"),
+    cl::init("x86-64-v3"), cl::sub(compileCommand));
+cl::opt<int64_t> compileMaxTokens(
+    "max-tokens-per-step",
+    cl::desc("Most tokens one step may carry (sizes the activations)"),
+    cl::init(2048), cl::sub(compileCommand));
+cl::opt<bool> compileNoFusion("no-fusion",
+                              cl::desc("Skip the projection fusion passes"),
+                              cl::init(false), cl::sub(compileCommand));
 
 int fail(const Twine &message) {
   WithColor::error(errs(), "optc") << message << "\n";
@@ -52,6 +92,234 @@ int runImport() {
   output->keep();
   return 0;
 }
+namespace art = optrt::artifact;
+
+/// Converts `count` elements of `dtype` at `data` to f32 and hands them to
+/// `sink` in chunks.
+bool streamAsF32(optmlir::DType dtype, const uint8_t *data, int64_t count,
+                 const art::ByteSink &sink) {
+  std::vector<float> chunk(1 << 16);
+  for (int64_t start = 0; start < count; start += chunk.size()) {
+    int64_t n = std::min<int64_t>(chunk.size(), count - start);
+    for (int64_t i = 0; i < n; ++i) {
+      int64_t e = start + i;
+      uint32_t bits = 0;
+      switch (dtype) {
+      case optmlir::DType::BF16: {
+        uint16_t half;
+        std::memcpy(&half, data + 2 * e, 2);
+        bits = uint32_t(half) << 16;
+        std::memcpy(&chunk[i], &bits, 4);
+        break;
+      }
+      case optmlir::DType::F16: {
+        uint16_t half;
+        std::memcpy(&half, data + 2 * e, 2);
+        chunk[i] = llvm::APFloat(llvm::APFloat::IEEEhalf(),
+                                 llvm::APInt(16, half))
+                       .convertToFloat();
+        break;
+      }
+      default:
+        std::memcpy(&chunk[i], data + 4 * e, 4);
+      }
+    }
+    if (!sink(chunk.data(), n * sizeof(float)))
+      return false;
+  }
+  return true;
+}
+
+/// xxh3 of a whole file, for provenance.
+std::string fileChecksum(const std::string &path, uint64_t &size) {
+  auto buffer = llvm::MemoryBuffer::getFile(path, /*IsText=*/false,
+                                            /*RequiresNullTerminator=*/false);
+  if (!buffer)
+    return "";
+  size = (*buffer)->getBufferSize();
+  return "xxh3:" + llvm::utohexstr(llvm::xxh3_64bits(
+                       llvm::arrayRefFromStringRef((*buffer)->getBuffer())),
+                   /*LowerCase=*/true);
+}
+
+/// Generation defaults from generation_config.json, where present.
+void readGenerationDefaults(const std::string &dir,
+                            art::GenerationDefaults &defaults) {
+  auto buffer = llvm::MemoryBuffer::getFile(dir + "/generation_config.json");
+  if (!buffer)
+    return;
+  llvm::Expected<llvm::json::Value> json =
+      llvm::json::parse((*buffer)->getBuffer());
+  if (!json) {
+    llvm::consumeError(json.takeError());
+    return;
+  }
+  const llvm::json::Object *object = json->getAsObject();
+  if (!object)
+    return;
+  // Without do_sample Hugging Face decodes greedily, whatever else it says.
+  bool sample = object->getBoolean("do_sample").value_or(false);
+  defaults.temperature = sample ? float(object->getNumber("temperature")
+                                            .value_or(1.0))
+                                : 0.0f;
+  if (sample) {
+    if (auto topP = object->getNumber("top_p"))
+      defaults.topP = float(*topP);
+    if (auto topK = object->getInteger("top_k"))
+      defaults.topK = int32_t(*topK);
+  }
+  if (auto maxNew = object->getInteger("max_new_tokens"))
+    defaults.maxNewTokens = int32_t(*maxNew);
+  if (auto penalty = object->getNumber("repetition_penalty"))
+    defaults.repetitionPenalty = float(*penalty);
+}
+
+/// A progress bar on a terminal, once the work has taken over a second.
+class ProgressBar {
+public:
+  void update(uint64_t done, uint64_t total) {
+    if (!llvm::sys::Process::StandardErrIsDisplayed() || total == 0)
+      return;
+    auto now = std::chrono::steady_clock::now();
+    if (now - start < std::chrono::seconds(1) ||
+        (done < total && now - last < std::chrono::milliseconds(100)))
+      return;
+    last = now;
+    int filled = int(40 * done / total);
+    errs() << "\rpacking weights [" << std::string(filled, '#')
+           << std::string(40 - filled, ' ') << "] " << (100 * done / total)
+           << "%";
+    if (done == total)
+      errs() << "\n";
+    shown = true;
+  }
+
+private:
+  std::chrono::steady_clock::time_point start =
+      std::chrono::steady_clock::now();
+  std::chrono::steady_clock::time_point last;
+  bool shown = false;
+};
+
+int runCompile() {
+  if (compileTarget != "cpu")
+    return fail("--target=" + compileTarget +
+                ": only the cpu target exists so far");
+  if (compileMaxTokens < 1 || compileMaxTokens > (1 << 20))
+    return fail("--max-tokens-per-step must be in [1, 1048576]");
+
+  mlir::DialectRegistry registry;
+  optmlir::registerHostCodegenDialects(registry);
+  mlir::MLIRContext context(registry);
+  std::string error;
+  mlir::OwningOpRef<mlir::ModuleOp> module =
+      optmlir::importCheckpoint(context, compileDir, error);
+  if (!module)
+    return fail(error);
+  std::string dir =
+      llvm::cast<mlir::StringAttr>((*module)->getAttr("tfm.checkpoint")).str();
+
+  std::vector<std::string> passes;
+  mlir::PassManager pm(&context);
+  if (!compileNoFusion) {
+    pm.addPass(mlir::tfm::createTfmFuseQKV());
+    pm.addPass(mlir::tfm::createTfmFuseGateUp());
+  }
+  pm.addPass(mlir::createCanonicalizerPass());
+  pm.addPass(mlir::createCSEPass());
+  {
+    std::string pipeline;
+    llvm::raw_string_ostream os(pipeline);
+    pm.printAsTextualPipeline(os);
+    passes.push_back(os.str());
+  }
+  if (mlir::failed(pm.run(*module)))
+    return fail(dir + ": the graph passes failed");
+
+  optmlir::HostPlanOptions options;
+  options.maxTokensPerStep = compileMaxTokens;
+  options.codegen.cpu = compileCpu;
+  mlir::FailureOr<optmlir::HostPlan> plan =
+      optmlir::planForHost(*module, options, error);
+  if (mlir::failed(plan))
+    return fail(dir + ": " + error);
+
+  art::ArtifactSpec &spec = plan->spec;
+  auto tokenizerText = llvm::MemoryBuffer::getFile(dir + "/tokenizer.json");
+  if (!tokenizerText)
+    return fail(dir + "/tokenizer.json: " + tokenizerText.getError().message());
+  spec.tokenizer = art::Tokenizer{"tokenizer.json",
+                                  (*tokenizerText)->getBuffer().str()};
+  readGenerationDefaults(dir, spec.generation);
+  spec.provenance.compiler = "optc 0.1";
+  {
+    auto now = std::chrono::system_clock::to_time_t(
+        std::chrono::system_clock::now());
+    char date[32];
+    std::strftime(date, sizeof(date), "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
+    spec.provenance.created = date;
+  }
+  std::error_code ec;
+  for (llvm::sys::fs::directory_iterator it(dir, ec), end; it != end && !ec;
+       it.increment(ec)) {
+    StringRef name = llvm::sys::path::filename(it->path());
+    if (!name.ends_with(".json") && !name.ends_with(".safetensors"))
+      continue;
+    art::SourceFile source;
+    source.path = name.str();
+    source.checksum = fileChecksum(it->path(), source.size);
+    spec.provenance.sources.push_back(std::move(source));
+  }
+  llvm::sort(spec.provenance.sources,
+             [](const art::SourceFile &a, const art::SourceFile &b) {
+               return a.path < b.path;
+             });
+  spec.provenance.passes = passes;
+  spec.provenance.options = {"--target=" + compileTarget, "--cpu=" + compileCpu,
+                             "--max-tokens-per-step=" +
+                                 std::to_string(compileMaxTokens)};
+
+  optmlir::ModelConfig config;
+  if (!optmlir::loadModelConfig(dir + "/config.json", config, &error))
+    return fail(error);
+  std::unique_ptr<optmlir::Checkpoint> checkpoint =
+      optmlir::Checkpoint::open(dir, config, &error);
+  if (!checkpoint)
+    return fail(error);
+
+  art::ArtifactWriter writer(spec);
+  for (const optmlir::PlannedWeight &weight : plan->weights) {
+    art::WeightInfo info;
+    info.name = weight.name;
+    info.dtype = art::DType::F32;
+    info.shape = weight.shape;
+    const optmlir::Checkpoint *store = checkpoint.get();
+    std::vector<std::string> parts = weight.parts;
+    writer.addWeight(info, [store, parts](const art::ByteSink &sink,
+                                          std::string &error) {
+      for (const std::string &part : parts) {
+        const optmlir::TensorInfo *tensor = store->find(part);
+        const uint8_t *data = store->tensorData(part);
+        if (!tensor || !data) {
+          error = "weight '" + part + "' is not in the checkpoint";
+          return false;
+        }
+        if (!streamAsF32(tensor->dtype, data, tensor->numElements(), sink)) {
+          error = "writing weight '" + part + "' failed";
+          return false;
+        }
+      }
+      return true;
+    });
+  }
+  ProgressBar bar;
+  writer.setProgress([&](uint64_t done, uint64_t total, const std::string &) {
+    bar.update(done, total);
+  });
+  if (!writer.write(compileOutput, error))
+    return fail(compileOutput + ": " + error);
+  return 0;
+}
 } // namespace
 
 int main(int argc, char **argv) {
@@ -59,7 +327,9 @@ int main(int argc, char **argv) {
   cl::ParseCommandLineOptions(argc, argv, "OptMLIR compiler\n");
   if (importCommand)
     return runImport();
-  errs() << "optc: no command given (try 'optc import DIR -o model.mlir'; "
-            "see --help)\n";
+  if (compileCommand)
+    return runCompile();
+  errs() << "optc: no command given (try 'optc import DIR -o model.mlir' or "
+            "'optc compile DIR -o model.optpkg'; see --help)\n";
   return 1;
 }

@@ -44,6 +44,12 @@ namespace hostkernels {
 mlir::FailureOr<std::string> buildEmbed(mlir::ModuleOp module,
                                         int64_t vocabSize, int64_t hidden);
 
+/// gather_rows(x: [T, H], rows: i32 [R], out: [R, H])
+///   out[r, :] = x[rows[r], :]: the rows whose logits a step computes. The
+///   runtime checks 0 <= rows[r] < T beforehand.
+mlir::FailureOr<std::string> buildGatherRows(mlir::ModuleOp module,
+                                             int64_t hidden);
+
 /// rms_norm(x: [T, H], weight: [H], out: [T, H])
 ///   out = (x * rsqrt(mean(x^2) + eps)) * weight per row, as HF's
 ///   LlamaRMSNorm. `out` may be `x` (in place).

@@ -356,6 +356,30 @@ FailureOr<std::string> buildEmbed(ModuleOp module, int64_t vocabSize,
   return name;
 }
 
+FailureOr<std::string> buildGatherRows(ModuleOp module, int64_t hidden) {
+  if (failed(checkPositive(module, "hidden size", hidden)))
+    return failure();
+  std::string name = "gather_rows_h" + std::to_string(hidden);
+  bool exists;
+  if (failed(prepare(module, name, exists)))
+    return failure();
+  if (exists)
+    return name;
+  Type f32 = Float32Type::get(module.getContext());
+  KernelBuilder k(module, name,
+                  {rowsType(f32, hidden), indexVectorType(module.getContext()),
+                   rowsType(f32, hidden)});
+  Value x = k.arg(0), rows = k.arg(1), out = k.arg(2);
+  k.loop(k.index(0), k.dim(rows, 0), [&](Value r) {
+    Value row = k.loadIndex(rows, {r});
+    k.chunks(hidden, [&](Value off, int64_t w) {
+      k.vstore(k.vload(w, x, {row, off}), out, {r, off});
+    });
+  });
+  k.finish();
+  return name;
+}
+
 FailureOr<std::string> buildRmsNorm(ModuleOp module, int64_t hidden,
                                     double eps) {
   if (failed(checkPositive(module, "hidden size", hidden)))

@@ -1,0 +1,713 @@
+//===- HostPlan.cpp - a tfm module compiled for the host ------------------===//
+//
+// One walk over @forward in program order. Every value becomes a strided
+// array in a buffer (activations), a weight, or a view of either (reshape,
+// split, cast); every op becomes Gemm or KernelCall commands. Buffers are
+// reused once the last view of them is dead; ops that can work in place
+// (residual add, rope, swiglu) do so when nothing reads their input later.
+//
+//===----------------------------------------------------------------------===//
+
+#include "optmlir/Target/HostPlan.h"
+
+#include "dialects/Tfm/IR/TfmOps.h"
+#include "optmlir/Conversion/HostKernels.h"
+#include "runtime/exec/PlanAbi.h"
+
+#include "mlir/IR/Builders.h"
+#include "llvm/ADT/DenseMap.h"
+#include "llvm/ADT/StringMap.h"
+
+#include <map>
+
+using namespace mlir;
+using namespace optmlir;
+namespace art = optrt::artifact;
+namespace pa = optrt::planabi;
+
+namespace {
+/// A size or stride of a PlanArray: >= 0 is static, negative is the runtime
+/// scalar -(value + 1).
+int64_t scalarDim(int64_t scalar) { return -(scalar + 1); }
+bool isScalarDim(int64_t value) { return value < 0; }
+
+art::Arg encodeDim(int64_t value) {
+  return isScalarDim(value) ? art::Arg::runtimeScalar(-(value + 1))
+                            : art::Arg::integer(value);
+}
+
+/// Where an array lives and its strided shape (strides in elements).
+struct PlanArray {
+  art::ArgKind kind = art::ArgKind::Buffer;
+  int64_t index = -1;
+  uint64_t byteOffset = 0;
+  SmallVector<int64_t> shape;
+  SmallVector<int64_t> strides;
+
+  /// Row-major contiguous in every dim but possibly the first.
+  bool rowsContiguous() const {
+    int64_t expected = 1;
+    for (size_t d = shape.size(); d-- > 1;) {
+      if (strides[d] != expected)
+        return false;
+      expected *= shape[d];
+    }
+    return true;
+  }
+  bool dense() const {
+    if (!rowsContiguous())
+      return false;
+    if (shape.size() < 2)
+      return shape.empty() || strides[0] == 1;
+    int64_t inner = 1;
+    for (size_t d = 1; d < shape.size(); ++d)
+      inner *= shape[d];
+    return strides[0] == inner;
+  }
+};
+
+/// Dense strides for `shape` whose first dim may be a runtime scalar.
+SmallVector<int64_t> denseStrides(ArrayRef<int64_t> shape) {
+  SmallVector<int64_t> strides(shape.size(), 1);
+  for (size_t d = shape.size(); d-- > 1;)
+    strides[d - 1] = strides[d] * shape[d];
+  return strides;
+}
+
+PlanArray denseArray(art::ArgKind kind, int64_t index,
+                     ArrayRef<int64_t> shape) {
+  PlanArray array;
+  array.kind = kind;
+  array.index = index;
+  array.shape.assign(shape.begin(), shape.end());
+  array.strides = denseStrides(shape);
+  return array;
+}
+
+class Planner {
+public:
+  Planner(ModuleOp module, const HostPlanOptions &options, std::string &error)
+      : module(module), options(options), error(error),
+        kernels(ModuleOp::create(UnknownLoc::get(module.getContext()))) {}
+
+  FailureOr<HostPlan> run();
+
+private:
+  LogicalResult fail(Operation *op, const Twine &message) {
+    std::string text;
+    llvm::raw_string_ostream os(text);
+    os << "'" << op->getName() << "' at " << op->getLoc() << ": " << message;
+    error = os.str();
+    return failure();
+  }
+
+  LogicalResult readModelInfo(func::FuncOp forward);
+  void declareInputs();
+  LogicalResult planOp(Operation *op, size_t index);
+  LogicalResult planLinear(tfm::LinearOp op);
+  LogicalResult planAttention(tfm::AttentionOp op);
+  LogicalResult planSwiGLU(tfm::SwiGLUOp op, size_t index);
+  FailureOr<PlanArray> viewOf(Operation *op, const PlanArray &input,
+                              ArrayRef<int64_t> shape);
+  FailureOr<int64_t> weightIndex(tfm::GetWeightOp op);
+
+  int64_t addBuffer(std::string name, uint64_t bytes, art::BufferKind kind) {
+    hostPlan.spec.plan.buffers.push_back(
+        {std::move(name), bytes, 64, kind});
+    return hostPlan.spec.plan.buffers.size() - 1;
+  }
+  /// A buffer for `rowElements` f32 per token, reusing a free one.
+  int64_t allocate(int64_t rowElements);
+  PlanArray allocateArray(ArrayRef<int64_t> innerShape) {
+    SmallVector<int64_t> shape = {scalarDim(pa::NumTokens)};
+    shape.append(innerShape.begin(), innerShape.end());
+    int64_t rowElements = 1;
+    for (int64_t size : innerShape)
+      rowElements *= size;
+    return denseArray(art::ArgKind::Buffer, allocate(rowElements), shape);
+  }
+
+  /// Whether `value`'s memory can be overwritten by the op at `index`: no
+  /// op after it reads the value or anything it is a view of (split
+  /// siblings are disjoint and do not count).
+  bool writableAt(Value value, size_t index);
+
+  void define(Value value, PlanArray array) {
+    arrays[value] = array;
+    if (array.kind == art::ArgKind::Buffer)
+      ++liveViews[array.index];
+    if (value.use_empty())
+      release(value);
+  }
+  void release(Value value);
+
+  void appendArray(art::Command &command, const PlanArray &array);
+  LogicalResult kernelCall(Operation *op, FailureOr<std::string> kernel,
+                           ArrayRef<PlanArray> operands);
+
+  ModuleOp module;
+  const HostPlanOptions &options;
+  std::string &error;
+  OwningOpRef<ModuleOp> kernels;
+  HostPlan hostPlan;
+
+  llvm::DenseMap<Value, PlanArray> arrays;
+  llvm::DenseMap<Operation *, size_t> opIndex;
+  /// Live values viewing each buffer; a buffer with none is free.
+  llvm::DenseMap<int64_t, int64_t> liveViews;
+  /// Free activation buffers by size.
+  std::multimap<uint64_t, int64_t> freeBuffers;
+  llvm::StringMap<int64_t> weightIndices;
+  llvm::StringMap<uint32_t> entryIndices;
+  /// Pending in-place rotations, done together at their attention op.
+  llvm::DenseMap<Value, tfm::RopeOp> ropes;
+
+  int64_t inputIds = -1, positions = -1, slotMapping = -1, queryStart = -1,
+          contextLen = -1, blockTable = -1, logitRows = -1, logits = -1;
+  int64_t numLayers = 0;
+  int64_t maxBlocksPerSeq = 0;
+};
+
+int64_t Planner::allocate(int64_t rowElements) {
+  uint64_t bytes = uint64_t(rowElements) * 4 * options.maxTokensPerStep;
+  auto it = freeBuffers.lower_bound(bytes);
+  if (it != freeBuffers.end()) {
+    int64_t id = it->second;
+    freeBuffers.erase(it);
+    return id;
+  }
+  return addBuffer("activation" + std::to_string(hostPlan.spec.plan.buffers.size()),
+                   bytes, art::BufferKind::Activation);
+}
+
+void Planner::release(Value value) {
+  auto it = arrays.find(value);
+  if (it == arrays.end() || it->second.kind != art::ArgKind::Buffer)
+    return;
+  int64_t id = it->second.index;
+  if (--liveViews[id] == 0 && hostPlan.spec.plan.buffers[id].kind ==
+                                  art::BufferKind::Activation)
+    freeBuffers.insert({hostPlan.spec.plan.buffers[id].sizeBytes, id});
+}
+
+bool Planner::writableAt(Value value, size_t index) {
+  Operation *chainUser = nullptr;
+  while (true) {
+    for (Operation *user : value.getUsers())
+      if (user != chainUser && opIndex.lookup(user) > index)
+        return false;
+    Operation *def = value.getDefiningOp();
+    if (!def || !isa<tfm::ReshapeOp, tfm::SplitOp, tfm::CastOp>(def))
+      return true;
+    chainUser = def;
+    value = def->getOperand(0);
+  }
+}
+
+void Planner::appendArray(art::Command &command, const PlanArray &array) {
+  art::Arg base;
+  base.kind = array.kind;
+  base.index = array.index;
+  base.offset = array.byteOffset;
+  command.args.push_back(base);
+  command.args.push_back(art::Arg::integer(array.shape.size()));
+  for (int64_t size : array.shape)
+    command.args.push_back(encodeDim(size));
+  for (int64_t stride : array.strides)
+    command.args.push_back(encodeDim(stride));
+}
+
+LogicalResult Planner::kernelCall(Operation *op,
+                                  FailureOr<std::string> kernel,
+                                  ArrayRef<PlanArray> operands) {
+  if (failed(kernel))
+    return fail(op, "cannot generate its CPU kernel");
+  auto [it, inserted] = entryIndices.try_emplace(
+      *kernel, static_cast<uint32_t>(entryIndices.size()));
+  if (inserted)
+    hostPlan.spec.kernels.front().entryPoints.push_back("_mlir_ciface_" +
+                                                        *kernel);
+  art::Command command;
+  command.kind = art::CommandKind::KernelCall;
+  command.name = *kernel;
+  command.kernel = 0;
+  command.entry = it->second;
+  for (const PlanArray &array : operands)
+    appendArray(command, array);
+  hostPlan.spec.plan.commands.push_back(std::move(command));
+  return success();
+}
+
+LogicalResult Planner::readModelInfo(func::FuncOp forward) {
+  auto config = module->getAttrOfType<DictionaryAttr>("tfm.model_config");
+  if (!config)
+    return fail(module, "has no tfm.model_config attribute (import it with "
+                        "optc import)");
+  art::ModelInfo &info = hostPlan.spec.model;
+  auto intOf = [&](StringRef key) -> int64_t {
+    auto attr = config.getAs<IntegerAttr>(key);
+    return attr ? attr.getInt() : 0;
+  };
+  if (auto arch = config.getAs<StringAttr>("architecture"))
+    info.architecture = arch.str();
+  info.vocabSize = intOf("vocab_size");
+  info.hiddenSize = intOf("hidden_size");
+  info.intermediateSize = intOf("intermediate_size");
+  info.numLayers = intOf("num_hidden_layers");
+  info.numHeads = intOf("num_attention_heads");
+  info.numKVHeads = intOf("num_key_value_heads");
+  info.headDim = intOf("head_dim");
+  info.maxPositionEmbeddings = intOf("max_position_embeddings");
+  if (auto tied = config.getAs<BoolAttr>("tie_word_embeddings"))
+    info.tieWordEmbeddings = tied.getValue();
+  info.bosId = config.contains("bos_token_id") ? intOf("bos_token_id") : -1;
+  if (auto eos = config.getAs<ArrayAttr>("eos_token_ids"))
+    for (Attribute id : eos)
+      info.eosIds.push_back(cast<IntegerAttr>(id).getInt());
+  // The CPU target computes in f32, whatever the checkpoint stores.
+  info.activationDType = art::DType::F32;
+  forward.walk([&](tfm::RMSNormOp op) {
+    info.rmsNormEps = op.getEps().convertToDouble();
+  });
+  forward.walk([&](tfm::RopeOp op) {
+    info.ropeTheta = op.getTheta().convertToDouble();
+    if (auto scaling = op.getScalingAttr()) {
+      info.ropeScaling.kind = scaling.getKind() == tfm::RopeScalingKind::Linear
+                                  ? art::RopeScalingKind::Linear
+                                  : art::RopeScalingKind::Llama3;
+      info.ropeScaling.factor = scaling.getFactor().convertToDouble();
+      info.ropeScaling.lowFreqFactor =
+          scaling.getLowFreqFactor().convertToDouble();
+      info.ropeScaling.highFreqFactor =
+          scaling.getHighFreqFactor().convertToDouble();
+      info.ropeScaling.originalMaxPositionEmbeddings =
+          scaling.getOriginalMaxPositionEmbeddings();
+    }
+  });
+  forward.walk([&](tfm::AttentionOp op) {
+    ++numLayers;
+    if (auto window = op.getSlidingWindowAttr())
+      info.slidingWindow = window.getInt();
+  });
+  if (info.vocabSize == 0 || info.maxPositionEmbeddings == 0 ||
+      info.numKVHeads == 0 || info.headDim == 0)
+    return fail(module, "tfm.model_config lacks vocab_size, "
+                        "max_position_embeddings, num_key_value_heads or "
+                        "head_dim");
+  maxBlocksPerSeq = (info.maxPositionEmbeddings + options.blockSize - 1) /
+                    options.blockSize;
+  art::KVCacheLayout kv;
+  kv.blockSize = options.blockSize;
+  kv.dtype = art::DType::F32;
+  kv.order = art::KVLayoutOrder::BlockTokenHeadDim;
+  kv.numLayers = numLayers;
+  kv.numKVHeads = info.numKVHeads;
+  kv.headDim = info.headDim;
+  hostPlan.spec.kvCache = kv;
+  return success();
+}
+
+void Planner::declareInputs() {
+  uint64_t tokens = options.maxTokensPerStep;
+  // A sequence has at least one token in a step: at most `tokens` of them.
+  uint64_t seqs = tokens;
+  auto input = [&](std::string_view name, uint64_t elements) {
+    return addBuffer(std::string(name), elements * 4, art::BufferKind::Input);
+  };
+  inputIds = input(pa::kInputIds, tokens);
+  positions = input(pa::kPositions, tokens);
+  slotMapping = input(pa::kSlotMapping, tokens);
+  queryStart = input(pa::kQueryStart, seqs + 1);
+  contextLen = input(pa::kContextLen, seqs);
+  blockTable = input(pa::kBlockTable, seqs * maxBlocksPerSeq);
+  logitRows = input(pa::kLogitRows, tokens);
+  logits = addBuffer(std::string(pa::kLogits),
+                     tokens * hostPlan.spec.model.vocabSize * 4,
+                     art::BufferKind::Output);
+  for (int64_t id : {inputIds, positions, slotMapping, queryStart, contextLen,
+                     blockTable, logitRows, logits})
+    liveViews[id] = 1; // never reused
+  art::Plan &plan = hostPlan.spec.plan;
+  plan.maxTokensPerStep = tokens;
+  for (std::string_view name : pa::kRuntimeScalarNames)
+    plan.runtimeScalars.emplace_back(name);
+}
+
+FailureOr<int64_t> Planner::weightIndex(tfm::GetWeightOp op) {
+  StringRef name = op.getName();
+  auto found = weightIndices.find(name);
+  if (found != weightIndices.end())
+    return found->second;
+  auto decl = SymbolTable::lookupNearestSymbolFrom<tfm::WeightOp>(
+      op, op.getNameAttr());
+  PlannedWeight weight;
+  weight.name = name.str();
+  RankedTensorType type = decl.getTensorType();
+  weight.shape.assign(type.getShape().begin(), type.getShape().end());
+  // Concatenations are flattened to checkpoint tensors along dim 0.
+  SmallVector<tfm::WeightOp> worklist = {decl};
+  while (!worklist.empty()) {
+    tfm::WeightOp part = worklist.pop_back_val();
+    if (!part.getConcat()) {
+      weight.parts.insert(weight.parts.begin(), part.getSymName().str());
+      continue;
+    }
+    if (part.getDimAttr().getInt() != 0)
+      return fail(op, "weight @" + part.getSymName() +
+                          " concatenates along a dim other than 0");
+    ArrayAttr concat = *part.getConcat(); // not a temporary in the loop
+    for (Attribute ref : concat)
+      worklist.push_back(SymbolTable::lookupNearestSymbolFrom<tfm::WeightOp>(
+          part, cast<FlatSymbolRefAttr>(ref)));
+  }
+  int64_t index = hostPlan.weights.size();
+  hostPlan.weights.push_back(std::move(weight));
+  weightIndices[name] = index;
+  return index;
+}
+
+FailureOr<PlanArray> Planner::viewOf(Operation *op, const PlanArray &input,
+                                     ArrayRef<int64_t> resultShape) {
+  PlanArray view = input;
+  view.shape.assign(resultShape.begin(), resultShape.end());
+  // Regrouping the features of each token keeps the token dim and its row
+  // stride (a view into a fused projection stays one).
+  if (ShapedType::isDynamic(resultShape[0]) && !input.shape.empty() &&
+      isScalarDim(input.shape[0])) {
+    if (!input.rowsContiguous())
+      return fail(op, "regroups a view whose rows are not contiguous");
+    view.shape[0] = input.shape[0];
+    view.strides = denseStrides(view.shape);
+    view.strides[0] = input.strides[0];
+    return view;
+  }
+  if (!input.dense())
+    return fail(op, "reshapes a strided view across its token dim");
+  view.strides = denseStrides(view.shape);
+  return view;
+}
+
+LogicalResult Planner::planLinear(tfm::LinearOp op) {
+  if (op.getBias())
+    return fail(op, "linear with a bias has no CPU lowering yet");
+  PlanArray input = arrays.lookup(op.getInput());
+  PlanArray weight = arrays.lookup(op.getWeight());
+  if (input.shape.size() != 2 || input.strides[1] != 1)
+    return fail(op, "needs a 2-D input with unit column stride");
+  int64_t outFeatures = op.getType().getShape().back();
+
+  // The linear that makes the function's result (through casts) computes
+  // only the rows whose logits the step asks for.
+  Value result = op.getResult();
+  while (result.hasOneUse() && isa<tfm::CastOp>(*result.getUsers().begin()))
+    result = result.getUsers().begin()->getResult(0);
+  bool makesLogits =
+      result.hasOneUse() && isa<func::ReturnOp>(*result.getUsers().begin());
+
+  PlanArray a = input, out;
+  if (makesLogits) {
+    if (!input.dense())
+      return fail(op, "computes logits from a strided input");
+    int64_t hidden = input.shape[1];
+    a = denseArray(art::ArgKind::Buffer, allocate(hidden),
+                   {scalarDim(pa::NumLogitRows), hidden});
+    PlanArray rows = denseArray(art::ArgKind::Buffer, logitRows,
+                                {scalarDim(pa::NumLogitRows)});
+    if (failed(kernelCall(
+            op, hostkernels::buildGatherRows(*kernels, hidden),
+            {input, rows, a})))
+      return failure();
+    out = denseArray(art::ArgKind::Buffer, logits,
+                     {scalarDim(pa::NumLogitRows), outFeatures});
+  } else {
+    out = allocateArray({outFeatures});
+  }
+  art::Command gemm;
+  gemm.kind = art::CommandKind::Gemm;
+  gemm.name = "gemm";
+  appendArray(gemm, a);
+  appendArray(gemm, weight);
+  appendArray(gemm, out);
+  hostPlan.spec.plan.commands.push_back(std::move(gemm));
+  // The gathered rows are read by this product only.
+  if (makesLogits)
+    freeBuffers.insert(
+        {hostPlan.spec.plan.buffers[a.index].sizeBytes, a.index});
+  define(op.getResult(), out);
+  return success();
+}
+
+LogicalResult Planner::planAttention(tfm::AttentionOp op) {
+  if (!op.getCausal())
+    return fail(op, "non-causal attention has no lowering over the KV cache");
+  tfm::RopeOp queryRope = ropes.lookup(op.getQuery());
+  tfm::RopeOp keyRope = ropes.lookup(op.getKey());
+  if (!queryRope || !keyRope || queryRope.getPositions() !=
+                                     keyRope.getPositions() ||
+      queryRope.getTheta() != keyRope.getTheta() ||
+      queryRope.getScalingAttr() != keyRope.getScalingAttr())
+    return fail(op, "query and key must be rotated by one rope each, with "
+                    "the same positions and frequencies");
+  auto queryType = cast<RankedTensorType>(op.getQuery().getType());
+  auto keyType = cast<RankedTensorType>(op.getKey().getType());
+  int64_t heads = queryType.getDimSize(1), kvHeads = keyType.getDimSize(1);
+  int64_t headDim = queryType.getDimSize(2);
+  int64_t layer = numLayers++;
+
+  hostkernels::RopeParams rope;
+  rope.numHeads = heads;
+  rope.numKvHeads = kvHeads;
+  rope.headDim = headDim;
+  rope.theta = queryRope.getTheta().convertToDouble();
+  if (auto scaling = queryRope.getScalingAttr()) {
+    rope.scaling.kind = scaling.getKind() == tfm::RopeScalingKind::Linear
+                            ? hostkernels::RopeScaling::Kind::Linear
+                            : hostkernels::RopeScaling::Kind::Llama3;
+    rope.scaling.factor = scaling.getFactor().convertToDouble();
+    rope.scaling.lowFreqFactor = scaling.getLowFreqFactor().convertToDouble();
+    rope.scaling.highFreqFactor =
+        scaling.getHighFreqFactor().convertToDouble();
+    rope.scaling.originalMaxPositionEmbeddings =
+        scaling.getOriginalMaxPositionEmbeddings();
+  }
+  PlanArray q = arrays.lookup(op.getQuery());
+  PlanArray k = arrays.lookup(op.getKey());
+  PlanArray v = arrays.lookup(op.getValue());
+  PlanArray positionsArray = arrays.lookup(queryRope.getPositions());
+  if (failed(kernelCall(op, hostkernels::buildRope(*kernels, rope),
+                        {q, k, positionsArray})))
+    return failure();
+
+  hostkernels::KvCacheShape cache;
+  cache.numKvHeads = kvHeads;
+  cache.headDim = headDim;
+  cache.blockSize = options.blockSize;
+  auto cacheArray = [&](pa::KVCachePart part) {
+    PlanArray array = denseArray(art::ArgKind::KVCache, layer,
+                                 {scalarDim(pa::NumBlocks), options.blockSize,
+                                  kvHeads, headDim});
+    array.byteOffset = part;
+    return array;
+  };
+  PlanArray keys = cacheArray(pa::Keys), values = cacheArray(pa::Values);
+  PlanArray slots = denseArray(art::ArgKind::Buffer, slotMapping,
+                               {scalarDim(pa::NumTokens)});
+  if (failed(kernelCall(op, hostkernels::buildKvWrite(*kernels, cache),
+                        {k, v, keys, values, slots})))
+    return failure();
+
+  hostkernels::PagedAttentionParams attention;
+  attention.numHeads = heads;
+  attention.cache = cache;
+  attention.scale = op.getScale().convertToDouble();
+  if (auto window = op.getSlidingWindowAttr())
+    attention.slidingWindow = window.getInt();
+  PlanArray out = allocateArray({heads, headDim});
+  PlanArray starts = denseArray(art::ArgKind::Buffer, queryStart,
+                                {scalarDim(pa::NumSeqsPlusOne)});
+  PlanArray lengths = denseArray(art::ArgKind::Buffer, contextLen,
+                                 {scalarDim(pa::NumSeqs)});
+  PlanArray table;
+  table.kind = art::ArgKind::Buffer;
+  table.index = blockTable;
+  table.shape = {scalarDim(pa::NumSeqs), scalarDim(pa::MaxBlocksPerSeq)};
+  table.strides = {scalarDim(pa::MaxBlocksPerSeq), 1};
+  if (failed(kernelCall(op,
+                        hostkernels::buildPagedAttention(*kernels, attention),
+                        {q, keys, values, starts, lengths, table, out})))
+    return failure();
+  define(op.getResult(), out);
+  return success();
+}
+
+LogicalResult Planner::planSwiGLU(tfm::SwiGLUOp op, size_t index) {
+  int64_t inner = op.getType().getShape().back();
+  auto gateSplit = op.getGate().getDefiningOp<tfm::SplitOp>();
+  // silu(gate) * up over the two halves of one fused projection.
+  if (gateSplit && gateSplit == op.getUp().getDefiningOp<tfm::SplitOp>() &&
+      gateSplit.getNumResults() == 2 && gateSplit.getResult(0) == op.getGate() &&
+      arrays.lookup(gateSplit.getInput()).dense()) {
+    PlanArray out = allocateArray({inner});
+    if (failed(kernelCall(op, hostkernels::buildSwiGLU(*kernels, inner),
+                          {arrays.lookup(gateSplit.getInput()), out})))
+      return failure();
+    define(op.getResult(), out);
+    return success();
+  }
+  PlanArray gate = arrays.lookup(op.getGate());
+  PlanArray up = arrays.lookup(op.getUp());
+  if (!gate.dense() || !up.dense())
+    return fail(op, "needs dense gate and up operands");
+  PlanArray out = writableAt(op.getGate(), index) ? gate
+                                                  : allocateArray({inner});
+  if (failed(kernelCall(op, hostkernels::buildSwiGLUSplit(*kernels, inner),
+                        {gate, up, out})))
+    return failure();
+  define(op.getResult(), out);
+  return success();
+}
+
+LogicalResult Planner::planOp(Operation *op, size_t index) {
+  if (auto get = dyn_cast<tfm::GetWeightOp>(op)) {
+    FailureOr<int64_t> weight = weightIndex(get);
+    if (failed(weight))
+      return failure();
+    define(get.getResult(),
+           denseArray(art::ArgKind::Weight, *weight, get.getType().getShape()));
+    return success();
+  }
+  if (auto embed = dyn_cast<tfm::EmbedOp>(op)) {
+    auto table = cast<RankedTensorType>(embed.getTable().getType());
+    PlanArray out = allocateArray({table.getDimSize(1)});
+    if (failed(kernelCall(op,
+                          hostkernels::buildEmbed(*kernels, table.getDimSize(0),
+                                                  table.getDimSize(1)),
+                          {arrays.lookup(embed.getIds()), arrays.lookup(embed.getTable()),
+                           out})))
+      return failure();
+    define(embed.getResult(), out);
+    return success();
+  }
+  if (auto norm = dyn_cast<tfm::RMSNormOp>(op)) {
+    PlanArray input = arrays.lookup(norm.getInput());
+    if (input.shape.size() != 2 || !input.dense())
+      return fail(op, "needs a dense [tokens, hidden] input");
+    int64_t hidden = input.shape[1];
+    PlanArray out = allocateArray({hidden});
+    if (failed(kernelCall(op,
+                          hostkernels::buildRmsNorm(
+                              *kernels, hidden, norm.getEps().convertToDouble()),
+                          {input, arrays.lookup(norm.getWeight()), out})))
+      return failure();
+    define(norm.getResult(), out);
+    return success();
+  }
+  if (auto linear = dyn_cast<tfm::LinearOp>(op))
+    return planLinear(linear);
+  if (auto reshape = dyn_cast<tfm::ReshapeOp>(op)) {
+    FailureOr<PlanArray> view = viewOf(op, arrays.lookup(reshape.getInput()),
+                                       reshape.getType().getShape());
+    if (failed(view))
+      return failure();
+    define(reshape.getResult(), *view);
+    return success();
+  }
+  if (auto split = dyn_cast<tfm::SplitOp>(op)) {
+    PlanArray input = arrays.lookup(split.getInput());
+    int64_t dim = split.getDimAttr().getInt();
+    if (dim == 0)
+      return fail(op, "splits the token dim");
+    int64_t start = 0;
+    for (Value piece : split.getResults()) {
+      PlanArray view = input;
+      int64_t size = cast<RankedTensorType>(piece.getType()).getDimSize(dim);
+      view.shape[dim] = size;
+      view.byteOffset += uint64_t(start) * input.strides[dim] * 4;
+      start += size;
+      define(piece, view);
+    }
+    return success();
+  }
+  if (auto cast = dyn_cast<tfm::CastOp>(op)) {
+    // Every float is f32 on the CPU target.
+    define(cast.getResult(), arrays.lookup(cast.getInput()));
+    return success();
+  }
+  if (auto rope = dyn_cast<tfm::RopeOp>(op)) {
+    if (!writableAt(rope.getInput(), index))
+      return fail(op, "its input is read again later: rope works in place");
+    ropes[rope.getResult()] = rope;
+    define(rope.getResult(), arrays.lookup(rope.getInput()));
+    return success();
+  }
+  if (auto attention = dyn_cast<tfm::AttentionOp>(op))
+    return planAttention(attention);
+  if (auto add = dyn_cast<tfm::AddOp>(op)) {
+    Value into = add.getLhs(), other = add.getRhs();
+    if (!writableAt(into, index))
+      std::swap(into, other);
+    PlanArray a = arrays.lookup(into);
+    PlanArray b = arrays.lookup(other);
+    if (add.getLhs().getType() != add.getRhs().getType() ||
+        a.shape.size() != 2 || !a.dense() || !b.dense())
+      return fail(op, "only adds dense [tokens, hidden] arrays of one shape");
+    if (!writableAt(into, index))
+      return fail(op, "both operands are read again later: add works in place");
+    if (failed(kernelCall(op, hostkernels::buildAdd(*kernels, a.shape[1]),
+                          {a, b})))
+      return failure();
+    define(add.getResult(), a);
+    return success();
+  }
+  if (auto swiglu = dyn_cast<tfm::SwiGLUOp>(op))
+    return planSwiGLU(swiglu, index);
+  if (auto ret = dyn_cast<func::ReturnOp>(op)) {
+    if (ret.getNumOperands() != 1 ||
+        arrays.lookup(ret.getOperand(0)).index != logits ||
+        arrays.lookup(ret.getOperand(0)).kind != art::ArgKind::Buffer)
+      return fail(op, "must return the logits of the final linear layer");
+    return success();
+  }
+  return fail(op, "has no CPU lowering (run --tfm-fuse-attention and "
+                  "--canonicalize on decomposed graphs)");
+}
+
+FailureOr<HostPlan> Planner::run() {
+  auto forward = module.lookupSymbol<func::FuncOp>("forward");
+  if (!forward || forward.getNumArguments() != 2 ||
+      forward.getNumResults() != 1) {
+    (void)fail(module, "needs func.func @forward(input_ids, positions) -> "
+                       "logits, as optc import writes it");
+    return failure();
+  }
+  if (failed(readModelInfo(forward)))
+    return failure();
+  numLayers = 0; // counted again as attention ops are planned
+
+  hostPlan.spec.kernels.push_back(
+      {"host_kernels", "x86_64", art::KernelFormat::SharedObject, {}, {}});
+  declareInputs();
+  Block &body = forward.getBody().front();
+  arrays[body.getArgument(0)] = denseArray(art::ArgKind::Buffer, inputIds,
+                                           {scalarDim(pa::NumTokens)});
+  arrays[body.getArgument(1)] = denseArray(art::ArgKind::Buffer, positions,
+                                           {scalarDim(pa::NumTokens)});
+  size_t index = 0;
+  for (Operation &op : body)
+    opIndex[&op] = index++;
+  index = 0;
+  for (Operation &op : body) {
+    if (failed(planOp(&op, index)))
+      return failure();
+    // Values whose last reader this op was are dead now.
+    llvm::SmallPtrSet<Value, 8> seen;
+    for (Value operand : op.getOperands()) {
+      if (!seen.insert(operand).second)
+        continue;
+      bool laterUse = llvm::any_of(operand.getUsers(), [&](Operation *user) {
+        return opIndex.lookup(user) > index;
+      });
+      if (!laterUse)
+        release(operand);
+    }
+    ++index;
+  }
+
+  std::string compileError;
+  FailureOr<std::string> library =
+      compileToSharedObject(*kernels, options.codegen, compileError);
+  if (failed(library)) {
+    error = "compiling the CPU kernels: " + compileError;
+    return failure();
+  }
+  hostPlan.spec.kernels.front().data.assign(library->begin(), library->end());
+  return std::move(hostPlan);
+}
+} // namespace
+
+FailureOr<HostPlan> optmlir::planForHost(ModuleOp module,
+                                         const HostPlanOptions &options,
+                                         std::string &error) {
+  Planner planner(module, options, error);
+  return planner.run();
+}

@@ -1,0 +1,106 @@
+//===- ModelExecutor.h - one unified step of a compiled model ---*- C++ -*-===//
+//
+// The device-facing half of the runtime: runs the artifact's plan over a
+// ragged batch (prefill chunks and decode tokens of several sequences packed
+// together, each with its block table into the paged KV cache) and returns
+// the logits of the rows asked for. One implementation per device kind (CPU
+// now, CUDA later); the engine above it (scheduler, sampler, tokenizer) is
+// the same for all.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef OPTMLIR_RUNTIME_EXEC_MODELEXECUTOR_H
+#define OPTMLIR_RUNTIME_EXEC_MODELEXECUTOR_H
+
+#include "runtime/core/BlockManager.h"
+#include "runtime/core/Types.h"
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace optrt {
+
+namespace artifact {
+class Artifact;
+} // namespace artifact
+using artifact::Artifact;
+
+/// What the engine needs to know of the compiled model to schedule it.
+struct ExecutorLimits {
+  int32_t vocabSize = 0;
+  /// Most packed tokens one step may carry (the plan's buffers are sized for
+  /// it).
+  int32_t maxTokensPerStep = 0;
+  /// Longest context a sequence may reach (the model's maximum positions).
+  int32_t maxContextLength = 0;
+  /// KV cache: blocks of blockSize tokens, numBlocks of them.
+  int32_t blockSize = 0;
+  int32_t numBlocks = 0;
+};
+
+/// One sequence's share of a step. Its query tokens are the next
+/// numQueryTokens entries of StepBatch::tokens (sequences are packed in
+/// order); after the step its cache holds contextLength tokens, the last
+/// numQueryTokens of which this step writes.
+struct SequenceSlice {
+  int32_t numQueryTokens = 0;
+  int32_t contextLength = 0;
+  /// Block table: block ids covering at least contextLength tokens.
+  const std::vector<BlockId> *blockTable = nullptr;
+};
+
+struct StepBatch {
+  /// Packed token ids of all sequences, and the position of each token in
+  /// its sequence (contextLength - numQueryTokens + i).
+  std::vector<TokenId> tokens;
+  std::vector<int32_t> positions;
+  std::vector<SequenceSlice> sequences;
+  /// Indices into `tokens` whose logits step() returns, in this order (the
+  /// last token of each sequence when generating; every token when scoring).
+  std::vector<int32_t> logitRows;
+};
+
+struct ExecutorOptions {
+  /// KV cache size in blocks; 0 picks it from kvCacheBytes.
+  int32_t numBlocks = 0;
+  /// Memory for the KV cache when numBlocks is 0.
+  uint64_t kvCacheBytes = 256ull << 20;
+  /// Host threads for the CPU executor (0: all cores).
+  int32_t numThreads = 0;
+};
+
+class ModelExecutor {
+public:
+  virtual ~ModelExecutor() = default;
+
+  virtual const ExecutorLimits &limits() const = 0;
+
+  /// Runs the model over `batch` and writes the logits of batch.logitRows to
+  /// `logits` (row-major, logitRows.size() x vocabSize floats). Fails with a
+  /// one-line message (and changes no cache state the batch did not own)
+  /// when the batch is malformed: too many tokens, token ids outside the
+  /// vocabulary, positions or block tables inconsistent with the slices.
+  virtual bool step(const StepBatch &batch, float *logits,
+                    std::string &error) = 0;
+
+  /// Copies whole KV blocks (all layers), for copy-on-write after forks.
+  virtual void copyBlocks(const std::vector<BlockCopy> &copies) = 0;
+};
+
+/// The executor for the artifact's host (CPU) kernels. The artifact must
+/// outlive it.
+std::unique_ptr<ModelExecutor> createCpuExecutor(const Artifact &artifact,
+                                                 const ExecutorOptions &options,
+                                                 std::string &error);
+
+/// Checks `batch` against `limits`: sizes agree, ids are in the vocabulary,
+/// positions follow from the slices, block tables cover every context. Every
+/// executor calls it first; "" when valid.
+std::string validateStepBatch(const StepBatch &batch,
+                              const ExecutorLimits &limits);
+
+} // namespace optrt
+
+#endif // OPTMLIR_RUNTIME_EXEC_MODELEXECUTOR_H

@@ -1,0 +1,260 @@
+//===- CpuExecutorTest.cpp - the CPU executor against Hugging Face --------===//
+//
+// Runs artifacts compiled by optc (at build time) through the CPU executor
+// and compares with the float32 references of Hugging Face transformers:
+// first-position logits, greedy continuations, batch invariance and chunked
+// prefill.
+//
+//===----------------------------------------------------------------------===//
+
+#include "runtime/artifact/Artifact.h"
+#include "runtime/exec/ModelExecutor.h"
+#include "optmlir/Support/SafeTensors.h"
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+#include <cstring>
+#include <fstream>
+#include <numeric>
+#include <random>
+
+using namespace optrt;
+using nlohmann::json;
+
+namespace {
+struct Reference {
+  std::vector<std::vector<int32_t>> prompts;
+  /// fp32 greedy continuations (64 tokens) per prompt.
+  std::vector<std::vector<int32_t>> greedy;
+  /// fp32 logits at the first generated position, [8][vocab].
+  std::vector<std::vector<float>> firstLogits;
+};
+
+struct ModelUnderTest {
+  std::string name;
+  std::string artifactPath;
+  std::string logitsPath;
+  std::string logitsTensor;
+};
+
+std::vector<ModelUnderTest> models() {
+  std::vector<ModelUnderTest> list = {
+      {"draft", OPTMLIR_DRAFT_ARTIFACT,
+       std::string(OPTMLIR_SOURCE_DIR) +
+           "/test/data/reference/draft_first_logits.safetensors",
+       "draft.fp32.first_logits"}};
+  if (std::string(OPTMLIR_MAIN_ARTIFACT).size())
+    list.push_back({"main", OPTMLIR_MAIN_ARTIFACT,
+                    std::string(OPTMLIR_SHARED_MODELS_DIR) +
+                        "/ref/reference_logits.safetensors",
+                    "main.fp32.first_logits"});
+  return list;
+}
+
+Reference loadReference(const ModelUnderTest &model) {
+  Reference ref;
+  std::ifstream in(std::string(OPTMLIR_SOURCE_DIR) +
+                   "/test/data/tokenizer/reference_generations.json");
+  json data = json::parse(in);
+  for (const json &prompt : data["prompts"])
+    ref.prompts.push_back(prompt["ids"].get<std::vector<int32_t>>());
+  ref.greedy.resize(ref.prompts.size());
+  for (const json &gen : data["generations"])
+    if (gen["run"] == model.name + "/fp32")
+      ref.greedy[gen["prompt_index"].get<size_t>()] =
+          gen["ids"].get<std::vector<int32_t>>();
+
+  std::string error;
+  auto file = optmlir::SafeTensorsFile::open(model.logitsPath, &error);
+  EXPECT_TRUE(file) << error;
+  if (!file)
+    return ref;
+  const optmlir::TensorInfo *info = file->find(model.logitsTensor);
+  EXPECT_TRUE(info);
+  const float *values =
+      reinterpret_cast<const float *>(file->tensorData(*info));
+  int64_t vocab = info->shape[1];
+  for (int64_t p = 0; p < info->shape[0]; ++p)
+    ref.firstLogits.emplace_back(values + p * vocab, values + (p + 1) * vocab);
+  return ref;
+}
+
+double relativeL2(const float *actual, const std::vector<float> &expected) {
+  double diff = 0, norm = 0;
+  for (size_t i = 0; i < expected.size(); ++i) {
+    diff += std::pow(double(actual[i]) - expected[i], 2);
+    norm += std::pow(double(expected[i]), 2);
+  }
+  return std::sqrt(diff / norm);
+}
+
+int32_t argmax(const float *row, int32_t vocab) {
+  return std::max_element(row, row + vocab) - row;
+}
+
+/// Sequences with their own (scattered) blocks of the cache, stepped
+/// together or alone.
+class Runner {
+public:
+  Runner(ModelExecutor &executor, int32_t numSeqs) : executor(executor) {
+    const ExecutorLimits &limits = executor.limits();
+    int32_t perSeq = limits.numBlocks / numSeqs;
+    std::vector<BlockId> blocks(limits.numBlocks);
+    std::iota(blocks.begin(), blocks.end(), 0);
+    std::shuffle(blocks.begin(), blocks.end(), std::mt19937(7));
+    for (int32_t s = 0; s < numSeqs; ++s)
+      tables.emplace_back(blocks.begin() + s * perSeq,
+                          blocks.begin() + (s + 1) * perSeq);
+    lengths.assign(numSeqs, 0);
+  }
+
+  /// Appends `tokens[s]` to each listed sequence in one step; returns the
+  /// logits of each sequence's last new token.
+  std::vector<std::vector<float>>
+  step(const std::vector<std::pair<int32_t, std::vector<int32_t>>> &work) {
+    StepBatch batch;
+    for (const auto &[seq, tokens] : work) {
+      for (size_t i = 0; i < tokens.size(); ++i) {
+        batch.tokens.push_back(tokens[i]);
+        batch.positions.push_back(lengths[seq] + i);
+      }
+      lengths[seq] += tokens.size();
+      batch.sequences.push_back(
+          {int32_t(tokens.size()), lengths[seq], &tables[seq]});
+      batch.logitRows.push_back(batch.tokens.size() - 1);
+    }
+    int32_t vocab = executor.limits().vocabSize;
+    std::vector<float> logits(batch.logitRows.size() * vocab);
+    std::string error;
+    EXPECT_TRUE(executor.step(batch, logits.data(), error)) << error;
+    std::vector<std::vector<float>> rows;
+    for (size_t r = 0; r < batch.logitRows.size(); ++r)
+      rows.emplace_back(logits.begin() + r * vocab,
+                        logits.begin() + (r + 1) * vocab);
+    return rows;
+  }
+
+private:
+  ModelExecutor &executor;
+  std::vector<std::vector<BlockId>> tables;
+  std::vector<int32_t> lengths;
+};
+
+class CpuExecutorTest : public ::testing::TestWithParam<ModelUnderTest> {
+protected:
+  void SetUp() override {
+    std::string error;
+    artifact = Artifact::open(GetParam().artifactPath, error);
+    ASSERT_TRUE(artifact) << error;
+    ExecutorOptions options;
+    options.numBlocks = 256;
+    executor = createCpuExecutor(*artifact, options, error);
+    ASSERT_TRUE(executor) << error;
+    reference = loadReference(GetParam());
+    ASSERT_EQ(reference.firstLogits.size(), reference.prompts.size());
+  }
+
+  /// Greedy continuation of every prompt, `steps` tokens, all prompts in one
+  /// batch or each alone.
+  std::vector<std::vector<int32_t>> greedy(int32_t steps, bool together) {
+    int32_t numPrompts = reference.prompts.size();
+    Runner runner(*executor, numPrompts);
+    std::vector<std::vector<int32_t>> out(numPrompts);
+    auto run = [&](std::vector<int32_t> seqs) {
+      std::vector<std::pair<int32_t, std::vector<int32_t>>> work;
+      for (int32_t s : seqs)
+        work.push_back({s, reference.prompts[s]});
+      for (int32_t t = 0; t < steps; ++t) {
+        auto rows = runner.step(work);
+        for (size_t i = 0; i < seqs.size(); ++i) {
+          int32_t next = argmax(rows[i].data(), rows[i].size());
+          out[seqs[i]].push_back(next);
+          work[i].second = {next};
+        }
+      }
+    };
+    if (together) {
+      std::vector<int32_t> all(numPrompts);
+      std::iota(all.begin(), all.end(), 0);
+      run(all);
+    } else {
+      for (int32_t s = 0; s < numPrompts; ++s)
+        run({s});
+    }
+    return out;
+  }
+
+  std::unique_ptr<Artifact> artifact;
+  std::unique_ptr<ModelExecutor> executor;
+  Reference reference;
+};
+
+TEST_P(CpuExecutorTest, FirstLogitsMatchTransformersFp32) {
+  Runner runner(*executor, reference.prompts.size());
+  std::vector<std::pair<int32_t, std::vector<int32_t>>> work;
+  for (size_t p = 0; p < reference.prompts.size(); ++p)
+    work.push_back({int32_t(p), reference.prompts[p]});
+  auto rows = runner.step(work);
+  for (size_t p = 0; p < rows.size(); ++p) {
+    double error = relativeL2(rows[p].data(), reference.firstLogits[p]);
+    EXPECT_LT(error, 1e-3) << "prompt " << p;
+    char text[32];
+    std::snprintf(text, sizeof(text), "%.3g", error);
+    RecordProperty("prompt" + std::to_string(p) + "_rel_l2", text);
+  }
+}
+
+TEST_P(CpuExecutorTest, GreedyMatchesTransformersFp32) {
+  std::vector<std::vector<int32_t>> out = greedy(64, /*together=*/true);
+  int identical = 0;
+  for (size_t p = 0; p < out.size(); ++p) {
+    ASSERT_EQ(reference.greedy[p].size(), 64u);
+    identical += out[p] == reference.greedy[p];
+  }
+  EXPECT_GE(identical, 7) << "prompts whose 64 greedy tokens match";
+  RecordProperty("identical_prompts", identical);
+}
+
+TEST_P(CpuExecutorTest, BatchInvariance) {
+  EXPECT_EQ(greedy(12, /*together=*/true), greedy(12, /*together=*/false));
+}
+
+TEST_P(CpuExecutorTest, ChunkedPrefillGivesTheSameLogits) {
+  const std::vector<int32_t> &prompt = reference.prompts[3]; // 25 tokens
+  Runner whole(*executor, 2), chunked(*executor, 2);
+  std::vector<float> expected = whole.step({{0, prompt}})[0];
+  chunked.step({{1, {prompt.begin(), prompt.begin() + 10}}});
+  chunked.step({{1, {prompt.begin() + 10, prompt.begin() + 17}}});
+  std::vector<float> actual =
+      chunked.step({{1, {prompt.begin() + 17, prompt.end()}}})[0];
+  EXPECT_LT(relativeL2(actual.data(), expected), 1e-5);
+}
+
+TEST_P(CpuExecutorTest, MalformedBatchesAreRefused) {
+  std::vector<BlockId> table = {0, 1};
+  std::vector<float> logits(executor->limits().vocabSize);
+  std::string error;
+  StepBatch batch;
+  batch.tokens = {0, 999999};
+  batch.positions = {0, 1};
+  batch.sequences = {{2, 2, &table}};
+  batch.logitRows = {1};
+  EXPECT_FALSE(executor->step(batch, logits.data(), error));
+  EXPECT_EQ(error, "token 1 has id 999999, outside the vocabulary of " +
+                       std::to_string(executor->limits().vocabSize));
+  batch.tokens = {0, 1};
+  batch.positions = {0, 2};
+  EXPECT_FALSE(executor->step(batch, logits.data(), error));
+  EXPECT_EQ(error, "sequence 0: token 1 has position 2, expected 1");
+  batch.positions = {0, 1};
+  std::vector<BlockId> outside = {executor->limits().numBlocks};
+  batch.sequences = {{2, 2, &outside}};
+  EXPECT_FALSE(executor->step(batch, logits.data(), error));
+  EXPECT_NE(error.find("outside the cache"), std::string::npos) << error;
+}
+
+INSTANTIATE_TEST_SUITE_P(Models, CpuExecutorTest, ::testing::ValuesIn(models()),
+                         [](const auto &info) { return info.param.name; });
+} // namespace
