@@ -248,7 +248,7 @@ int runCompile() {
   auto tokenizerText = llvm::MemoryBuffer::getFile(dir + "/tokenizer.json");
   if (!tokenizerText)
     return fail(dir + "/tokenizer.json: " + tokenizerText.getError().message());
-  spec.tokenizer = art::Tokenizer{"tokenizer.json",
+  spec.tokenizer = art::Tokenizer{"huggingface",
                                   (*tokenizerText)->getBuffer().str()};
   readGenerationDefaults(dir, spec.generation);
   spec.provenance.compiler = "optc 0.1";
