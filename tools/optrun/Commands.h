@@ -9,6 +9,12 @@
 #ifndef OPTMLIR_TOOLS_OPTRUN_COMMANDS_H
 #define OPTMLIR_TOOLS_OPTRUN_COMMANDS_H
 
+#include "runtime/artifact/Artifact.h"
+#include "runtime/exec/ModelExecutor.h"
+#include "runtime/tokenizer/Tokenizer.h"
+
+#include <cstdint>
+#include <memory>
 #include <string>
 
 namespace CLI {
@@ -19,6 +25,23 @@ namespace optrun {
 
 /// Adds `optrun inspect`; sets `exitCode` when it runs.
 void addInspectCommand(CLI::App &app, int &exitCode);
+/// Adds `optrun generate`; sets `exitCode` when it runs.
+void addGenerateCommand(CLI::App &app, int &exitCode);
+/// Adds `optrun perplexity`; sets `exitCode` when it runs.
+void addPerplexityCommand(CLI::App &app, int &exitCode);
+
+/// What the commands that run a model need from an artifact.
+struct LoadedModel {
+  std::unique_ptr<optrt::artifact::Artifact> artifact;
+  std::unique_ptr<optrt::Tokenizer> tokenizer;
+  std::unique_ptr<optrt::ModelExecutor> executor;
+};
+
+/// Opens the artifact at `path` with its tokenizer and an executor with
+/// `numThreads` host threads (0: all cores). On failure sets `error` to one
+/// line without the path.
+bool loadModel(const std::string &path, int32_t numThreads,
+               LoadedModel &model, std::string &error);
 
 /// Prints "optrun: error: <subject>: <problem>" to stderr; returns 1, the
 /// exit code for every failure after arguments were parsed.

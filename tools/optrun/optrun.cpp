@@ -23,6 +23,8 @@ int main(int argc, char **argv) {
   app.require_subcommand(1, 1);
   int exitCode = 0;
   optrun::addInspectCommand(app, exitCode);
+  optrun::addGenerateCommand(app, exitCode);
+  optrun::addPerplexityCommand(app, exitCode);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError &e) {

@@ -1,0 +1,264 @@
+//===- Generate.cpp - optrun generate -------------------------------------===//
+//
+// Generates text for one prompt or a file of them, all batched in one
+// engine. Text streams to stdout as it comes for one prompt; several prompts
+// print each completion, labelled, as it finishes; --format jsonl writes one
+// line per prompt in prompt order at the end. Throughput goes to stderr.
+//
+//===----------------------------------------------------------------------===//
+
+#include "Commands.h"
+
+#include "runtime/engine/Engine.h"
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+
+using optrt::TokenId;
+
+namespace optrun {
+namespace {
+
+struct GenerateOptions {
+  std::string path;
+  std::string prompt;
+  std::string promptFile;
+  int64_t maxTokens = 0;
+  float temperature = 0.0f;
+  int32_t topK = 0;
+  float topP = 1.0f;
+  float minP = 0.0f;
+  float repetitionPenalty = 1.0f;
+  uint64_t seed = 0;
+  std::vector<std::string> stops;
+  std::string format = "text";
+  int32_t threads = 0;
+  // Set when given, to tell a flag from the artifact's default.
+  CLI::Option *promptOption = nullptr;
+  CLI::Option *maxTokensOption = nullptr;
+  CLI::Option *temperatureOption = nullptr;
+  CLI::Option *topKOption = nullptr;
+  CLI::Option *topPOption = nullptr;
+  CLI::Option *repetitionPenaltyOption = nullptr;
+  CLI::Option *seedOption = nullptr;
+};
+
+constexpr int64_t kDefaultMaxTokens = 64;
+
+/// Reads JSON lines {"prompt": "..."}; blank lines are skipped.
+bool readPromptFile(const std::string &path, std::vector<std::string> &prompts,
+                    std::string &error) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    error = std::string("cannot open: ") + std::strerror(errno);
+    return false;
+  }
+  std::string line;
+  for (int lineNumber = 1; std::getline(in, line); ++lineNumber) {
+    if (line.find_first_not_of(" \t\r") == std::string::npos)
+      continue;
+    nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
+    std::string where = "line " + std::to_string(lineNumber) + ": ";
+    if (j.is_discarded()) {
+      error = where + "not valid JSON";
+      return false;
+    }
+    auto prompt = j.is_object() ? j.find("prompt") : j.end();
+    if (!j.is_object() || prompt == j.end() || !prompt->is_string()) {
+      error = where + "expected an object with a string \"prompt\"";
+      return false;
+    }
+    prompts.push_back(prompt->get<std::string>());
+  }
+  if (in.bad()) {
+    error = std::string("cannot read: ") + std::strerror(errno);
+    return false;
+  }
+  if (prompts.empty()) {
+    error = "the prompt file holds no prompts";
+    return false;
+  }
+  return true;
+}
+
+/// Flags first, then the artifact's generation defaults, then greedy
+/// decoding of kDefaultMaxTokens tokens.
+optrt::SamplingParams samplingParams(const GenerateOptions &options,
+                                     const optrt::artifact::Artifact &a) {
+  const optrt::fb::GenerationDefaults *defaults = a.generation();
+  optrt::SamplingParams params;
+  params.temperature = 0.0f;
+  params.maxTokens = kDefaultMaxTokens;
+  if (defaults) {
+    if (defaults->temperature())
+      params.temperature = defaults->temperature().value();
+    if (defaults->top_k())
+      params.topK = defaults->top_k().value();
+    if (defaults->top_p())
+      params.topP = defaults->top_p().value();
+    if (defaults->repetition_penalty())
+      params.repetitionPenalty = defaults->repetition_penalty().value();
+    if (defaults->max_new_tokens())
+      params.maxTokens = defaults->max_new_tokens().value();
+  }
+  if (options.temperatureOption->count())
+    params.temperature = options.temperature;
+  if (options.topKOption->count())
+    params.topK = options.topK;
+  if (options.topPOption->count())
+    params.topP = options.topP;
+  if (options.repetitionPenaltyOption->count())
+    params.repetitionPenalty = options.repetitionPenalty;
+  if (options.maxTokensOption->count())
+    params.maxTokens = options.maxTokens;
+  if (options.seedOption->count())
+    params.seed = options.seed;
+  params.minP = options.minP;
+  params.stopStrings = options.stops;
+  return params;
+}
+
+/// JSON text of `s`, whose bytes may be invalid UTF-8 (replaced).
+std::string jsonString(const std::string &s) {
+  return nlohmann::json(s).dump(-1, ' ', false,
+                                nlohmann::json::error_handler_t::replace);
+}
+
+int runGenerate(const GenerateOptions &options) {
+  std::vector<std::string> prompts;
+  std::string error;
+  if (!options.promptFile.empty()) {
+    if (!readPromptFile(options.promptFile, prompts, error))
+      return reportError(options.promptFile, error);
+  } else {
+    prompts.push_back(options.prompt);
+  }
+
+  LoadedModel model;
+  if (!loadModel(options.path, options.threads, model, error))
+    return reportError(options.path, error);
+
+  optrt::EngineOptions engineOptions;
+  engineOptions.tokenizer = model.tokenizer.get();
+  if (const auto *eos = model.artifact->model().eos_ids())
+    engineOptions.eosTokenIds.assign(eos->begin(), eos->end());
+  optrt::Engine engine(*model.executor, engineOptions);
+
+  optrt::SamplingParams params = samplingParams(options, *model.artifact);
+  if (!params.validate(error))
+    return reportError("sampling options", error);
+  std::vector<optrt::RequestId> ids;
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    std::vector<TokenId> promptIds = model.tokenizer->encode(prompts[i], true);
+    std::optional<optrt::RequestId> id =
+        engine.addRequest(std::move(promptIds), params, error);
+    if (!id)
+      return reportError(prompts.size() == 1 ? "prompt"
+                                             : "prompt " + std::to_string(i),
+                         error);
+    ids.push_back(*id);
+  }
+
+  // Request ids are handed out in order, so one subtraction finds the index.
+  auto indexOf = [&](optrt::RequestId id) { return id - ids.front(); };
+  std::vector<std::vector<TokenId>> tokens(prompts.size());
+  std::vector<std::string> texts(prompts.size());
+  bool jsonl = options.format == "jsonl";
+  bool streaming = !jsonl && prompts.size() == 1;
+  auto start = std::chrono::steady_clock::now();
+  while (engine.hasUnfinished()) {
+    for (const optrt::RequestOutput &out : engine.step()) {
+      if (!out.error.empty())
+        return reportError(options.path, out.error);
+      size_t i = indexOf(out.id);
+      tokens[i].insert(tokens[i].end(), out.newTokenIds.begin(),
+                       out.newTokenIds.end());
+      texts[i] += out.textDelta;
+      if (streaming) {
+        std::fwrite(out.textDelta.data(), 1, out.textDelta.size(), stdout);
+        std::fflush(stdout);
+      } else if (!jsonl && out.finished) {
+        std::printf("--- completion %zu ---\n%s\n", i, texts[i].c_str());
+        std::fflush(stdout);
+      }
+    }
+  }
+  double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+          .count();
+
+  if (streaming)
+    std::printf("\n");
+  if (jsonl) {
+    for (size_t i = 0; i < prompts.size(); ++i) {
+      std::string ids = "[";
+      for (size_t t = 0; t < tokens[i].size(); ++t)
+        ids += (t ? ", " : "") + std::to_string(tokens[i][t]);
+      std::printf("{\"index\": %zu, \"token_ids\": %s], \"text\": %s}\n", i,
+                  ids.c_str(), jsonString(texts[i]).c_str());
+    }
+  }
+  std::fflush(stdout);
+  const optrt::EngineStats &stats = engine.stats();
+  std::fprintf(stderr,
+               "generated %lld tokens for %zu prompt%s in %.3f s: %.1f "
+               "tokens/s (%lld prompt tokens run, %lld from the prefix "
+               "cache)\n",
+               static_cast<long long>(stats.numGeneratedTokens), prompts.size(),
+               prompts.size() == 1 ? "" : "s", seconds,
+               seconds > 0 ? stats.numGeneratedTokens / seconds : 0.0,
+               static_cast<long long>(stats.numPrefillTokens),
+               static_cast<long long>(stats.numCachedTokens));
+  return 0;
+}
+
+} // namespace
+
+void addGenerateCommand(CLI::App &app, int &exitCode) {
+  auto options = std::make_shared<GenerateOptions>();
+  CLI::App *cmd = app.add_subcommand("generate", "Generate text from prompts");
+  cmd->add_option("artifact", options->path, "The .optpkg file")->required();
+  options->promptOption =
+      cmd->add_option("--prompt", options->prompt, "The prompt text");
+  CLI::Option *file =
+      cmd->add_option("--prompt-file", options->promptFile,
+                      "JSON lines {\"prompt\": \"...\"}, all run batched");
+  file->type_name("FILE")->excludes(options->promptOption);
+  options->maxTokensOption =
+      cmd->add_option("--max-tokens", options->maxTokens,
+                      "Tokens to generate at most (default: the artifact's, "
+                      "else 64)");
+  options->temperatureOption = cmd->add_option(
+      "--temperature", options->temperature, "0: greedy (the default)");
+  options->topKOption =
+      cmd->add_option("--top-k", options->topK, "Keep the k most likely");
+  options->topPOption =
+      cmd->add_option("--top-p", options->topP, "Keep the most likely mass p");
+  cmd->add_option("--min-p", options->minP,
+                  "Drop tokens below p times the most likely");
+  options->repetitionPenaltyOption =
+      cmd->add_option("--repetition-penalty", options->repetitionPenalty,
+                      "Hugging Face repetition penalty (1: off)");
+  options->seedOption =
+      cmd->add_option("--seed", options->seed, "Seed for sampling");
+  cmd->add_option("--stop", options->stops,
+                  "Stop at this string (repeatable); it is not printed")
+      ->type_name("S")
+      ->allow_extra_args(false);
+  cmd->add_option("--format", options->format, "Output format")
+      ->check(CLI::IsMember({"text", "jsonl"}));
+  cmd->add_option("--threads", options->threads, "Host threads (0: all cores)");
+  cmd->callback([options, file, &exitCode] {
+    if (!options->promptOption->count() && !file->count())
+      throw CLI::RequiredError("--prompt or --prompt-file");
+    exitCode = runGenerate(*options);
+  });
+}
+
+} // namespace optrun

@@ -1,0 +1,138 @@
+//===- Perplexity.cpp - optrun perplexity ---------------------------------===//
+//
+// Scores a text with the reference protocol (../shared/models/README.md):
+// progress on stderr, the results on stdout with `perplexity: X` last.
+//
+//===----------------------------------------------------------------------===//
+
+#include "Commands.h"
+
+#include "runtime/engine/Perplexity.h"
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+#include <sstream>
+
+namespace optrun {
+namespace {
+
+struct PerplexityCommandOptions {
+  std::string path;
+  std::string textFile;
+  int32_t window = 512;
+  int32_t threads = 0;
+};
+
+/// JSON lines with a "text" field when the file starts with '{', else the
+/// whole file is one document.
+bool readDocuments(const std::string &path, std::vector<std::string> &documents,
+                   std::string &error) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    error = std::string("cannot open: ") + std::strerror(errno);
+    return false;
+  }
+  std::string all((std::istreambuf_iterator<char>(in)),
+                  std::istreambuf_iterator<char>());
+  if (in.bad()) {
+    error = std::string("cannot read: ") + std::strerror(errno);
+    return false;
+  }
+  size_t first = all.find_first_not_of(" \t\r\n");
+  if (first == std::string::npos || all[first] != '{') {
+    documents.push_back(std::move(all));
+    return true;
+  }
+  std::istringstream lines(all);
+  std::string line;
+  for (int lineNumber = 1; std::getline(lines, line); ++lineNumber) {
+    if (line.find_first_not_of(" \t\r") == std::string::npos)
+      continue;
+    nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
+    std::string where = "line " + std::to_string(lineNumber) + ": ";
+    if (j.is_discarded()) {
+      error = where + "not valid JSON";
+      return false;
+    }
+    auto text = j.is_object() ? j.find("text") : j.end();
+    if (!j.is_object() || text == j.end() || !text->is_string()) {
+      error = where + "expected an object with a string \"text\"";
+      return false;
+    }
+    documents.push_back(text->get<std::string>());
+  }
+  return true;
+}
+
+int runPerplexity(const PerplexityCommandOptions &options) {
+  std::vector<std::string> documents;
+  std::string error;
+  if (!readDocuments(options.textFile, documents, error))
+    return reportError(options.textFile, error);
+
+  LoadedModel model;
+  if (!loadModel(options.path, options.threads, model, error))
+    return reportError(options.path, error);
+  const optrt::fb::ModelInfo &info = model.artifact->model();
+  std::optional<int32_t> bos = model.tokenizer->bosId();
+  if (info.bos_id() >= 0)
+    bos = info.bos_id();
+  std::optional<int32_t> eos = model.tokenizer->eosId();
+  if (info.eos_ids() && info.eos_ids()->size() > 0)
+    eos = info.eos_ids()->Get(0);
+  if (!bos || !eos)
+    return reportError(options.path,
+                       "the model names no beginning- or end-of-sequence "
+                       "token, which the protocol puts around documents");
+
+  std::vector<optrt::TokenId> stream =
+      optrt::perplexityTokenStream(*model.tokenizer, documents, *bos, *eos);
+  optrt::PerplexityOptions scoring;
+  scoring.window = options.window;
+  scoring.progress = [](int64_t done, int64_t total) {
+    std::fprintf(stderr, "\rscored %lld/%lld windows",
+                 static_cast<long long>(done), static_cast<long long>(total));
+    if (done == total)
+      std::fprintf(stderr, "\n");
+    std::fflush(stderr);
+  };
+  optrt::PerplexityResult result;
+  if (!optrt::scorePerplexity(*model.executor, stream, scoring, result, error))
+    return reportError(options.textFile, error);
+
+  std::printf("documents: %zu\n", documents.size());
+  std::printf("tokens: %zu\n", stream.size());
+  std::printf("windows: %lld of %d tokens\n",
+              static_cast<long long>(result.numWindows), options.window);
+  std::printf("tokens scored: %lld\n",
+              static_cast<long long>(result.numScored));
+  std::printf("mean NLL: %.6f\n", result.meanNll);
+  std::printf("perplexity: %.4f\n", result.perplexity);
+  return 0;
+}
+
+} // namespace
+
+void addPerplexityCommand(CLI::App &app, int &exitCode) {
+  auto options = std::make_shared<PerplexityCommandOptions>();
+  CLI::App *cmd = app.add_subcommand(
+      "perplexity",
+      "Perplexity of a text with the reference protocol (non-overlapping "
+      "windows)");
+  cmd->add_option("artifact", options->path, "The .optpkg file")->required();
+  cmd->add_option("file", options->textFile,
+                  "JSON lines with a \"text\" field, or plain text (one "
+                  "document)")
+      ->required();
+  cmd->add_option("--window", options->window, "Tokens per window");
+  cmd->add_option("--threads", options->threads, "Host threads (0: all cores)");
+  cmd->callback([options, &exitCode] { exitCode = runPerplexity(*options); });
+}
+
+} // namespace optrun
