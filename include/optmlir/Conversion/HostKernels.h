@@ -115,6 +115,11 @@ mlir::FailureOr<std::string> buildSwiGLUSplit(mlir::ModuleOp module,
 ///   a += b (the residual add).
 mlir::FailureOr<std::string> buildAdd(mlir::ModuleOp module, int64_t hidden);
 
+/// add_bias(x: [T, N] (in/out), bias: [N])
+///   x[t, :] += bias: the bias of a linear layer after its matrix product.
+mlir::FailureOr<std::string> buildAddBias(mlir::ModuleOp module,
+                                          int64_t features);
+
 /// Shape of one layer's paged KV cache: key and value caches are each
 /// f32 [numBlocks, blockSize, numKvHeads, headDim], numBlocks dynamic.
 struct KvCacheShape {

@@ -608,6 +608,29 @@ FailureOr<std::string> buildAdd(ModuleOp module, int64_t hidden) {
   return name;
 }
 
+FailureOr<std::string> buildAddBias(ModuleOp module, int64_t features) {
+  if (failed(checkPositive(module, "feature count", features)))
+    return failure();
+  std::string name = "add_bias_n" + std::to_string(features);
+  bool exists;
+  if (failed(prepare(module, name, exists)))
+    return failure();
+  if (exists)
+    return name;
+  Type f32 = Float32Type::get(module.getContext());
+  KernelBuilder k(module, name,
+                  {rowsType(f32, features), MemRefType::get({features}, f32)});
+  Value x = k.arg(0), bias = k.arg(1);
+  k.loop(k.index(0), k.dim(x, 0), [&](Value t) {
+    k.chunks(features, [&](Value off, int64_t w) {
+      Value sum = k.add(k.vload(w, x, {t, off}), k.vload(w, bias, {off}));
+      k.vstore(sum, x, {t, off});
+    });
+  });
+  k.finish();
+  return name;
+}
+
 static LogicalResult checkCache(ModuleOp module, const KvCacheShape &cache) {
   return success(
       succeeded(checkPositive(module, "kv head count", cache.numKvHeads)) &&

@@ -388,8 +388,6 @@ FailureOr<PlanArray> Planner::viewOf(Operation *op, const PlanArray &input,
 }
 
 LogicalResult Planner::planLinear(tfm::LinearOp op) {
-  if (op.getBias())
-    return fail(op, "linear with a bias has no CPU lowering yet");
   PlanArray input = arrays.lookup(op.getInput());
   PlanArray weight = arrays.lookup(op.getWeight());
   if (input.shape.size() != 2 || input.strides[1] != 1)
@@ -429,6 +427,10 @@ LogicalResult Planner::planLinear(tfm::LinearOp op) {
   appendArray(gemm, weight);
   appendArray(gemm, out);
   hostPlan.spec.plan.commands.push_back(std::move(gemm));
+  if (op.getBias() &&
+      failed(kernelCall(op, hostkernels::buildAddBias(*kernels, outFeatures),
+                        {out, arrays.lookup(op.getBias())})))
+    return failure();
   // The gathered rows are read by this product only.
   if (makesLogits)
     freeBuffers.insert(

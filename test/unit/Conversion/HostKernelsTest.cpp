@@ -161,6 +161,8 @@ protected:
     add("swiglu", buildSwiGLU(m, kIntermediate));
     add("swiglu_split", buildSwiGLUSplit(m, kIntermediate));
     add("add", buildAdd(m, kHidden));
+    add("add_bias", buildAddBias(m, kIntermediate));
+    add("gather_rows", buildGatherRows(m, kHidden));
     std::vector<RopeParams> ropes = ropeConfigs();
     for (size_t i = 0; i < ropes.size(); ++i)
       add("rope" + std::to_string(i), buildRope(m, ropes[i]));
@@ -481,6 +483,41 @@ TEST_F(HostKernelsTest, ResidualAdd) {
     add(&da, &db);
     EXPECT_LT(relativeL2(a, want), 1e-6);
   }
+}
+
+TEST_F(HostKernelsTest, AddBias) {
+  auto *addBias = kernel<AddFn>("add_bias");
+  ASSERT_NE(addBias, nullptr);
+  for (int64_t tokens : {0, 1, 11}) {
+    std::vector<float> x = random(tokens * kIntermediate, -4, 4);
+    std::vector<float> bias = random(kIntermediate, -1, 1);
+    std::vector<double> want(x.size());
+    for (size_t i = 0; i < x.size(); ++i)
+      want[i] = double(x[i]) + bias[i % kIntermediate];
+    M2f dx = makeMemRef(x.data(), {tokens, kIntermediate});
+    auto dbias = makeMemRef(bias.data(), {int64_t(kIntermediate)});
+    reinterpret_cast<void (*)(M2f *, decltype(dbias) *)>(addBias)(&dx, &dbias);
+    EXPECT_LT(relativeL2(x, want), 1e-6);
+  }
+}
+
+TEST_F(HostKernelsTest, GatherRows) {
+  auto *gather = kernel<AddFn>("gather_rows");
+  ASSERT_NE(gather, nullptr);
+  int64_t tokens = 9;
+  std::vector<float> x = random(tokens * kHidden, -4, 4);
+  std::vector<int32_t> rows = {8, 0, 3, 3};
+  std::vector<float> out(rows.size() * kHidden, std::nanf(""));
+  std::vector<double> want;
+  for (int32_t r : rows)
+    want.insert(want.end(), x.begin() + r * kHidden,
+                x.begin() + (r + 1) * kHidden);
+  M2f dx = makeMemRef(x.data(), {tokens, kHidden});
+  auto drows = makeMemRef(rows.data(), {int64_t(rows.size())});
+  M2f dout = makeMemRef(out.data(), {int64_t(rows.size()), kHidden});
+  reinterpret_cast<void (*)(M2f *, decltype(drows) *, M2f *)>(gather)(
+      &dx, &drows, &dout);
+  EXPECT_EQ(relativeL2(out, want), 0.0);
 }
 
 /// One ragged step: sequences with their context lengths and the number of
