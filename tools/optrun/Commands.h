@@ -31,6 +31,11 @@ void addGenerateCommand(CLI::App &app, int &exitCode);
 void addPerplexityCommand(CLI::App &app, int &exitCode);
 
 /// What the commands that run a model need from an artifact.
+/// Reads JSON lines whose objects hold a string `field` (blank lines are
+/// skipped) from `text`; errors name the line.
+bool readJsonLinesField(const std::string &text, const char *field,
+                        std::vector<std::string> &values, std::string &error);
+
 struct LoadedModel {
   std::unique_ptr<optrt::artifact::Artifact> artifact;
   std::unique_ptr<optrt::Tokenizer> tokenizer;

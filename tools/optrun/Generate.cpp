@@ -59,27 +59,14 @@ bool readPromptFile(const std::string &path, std::vector<std::string> &prompts,
     error = std::string("cannot open: ") + std::strerror(errno);
     return false;
   }
-  std::string line;
-  for (int lineNumber = 1; std::getline(in, line); ++lineNumber) {
-    if (line.find_first_not_of(" \t\r") == std::string::npos)
-      continue;
-    nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
-    std::string where = "line " + std::to_string(lineNumber) + ": ";
-    if (j.is_discarded()) {
-      error = where + "not valid JSON";
-      return false;
-    }
-    auto prompt = j.is_object() ? j.find("prompt") : j.end();
-    if (!j.is_object() || prompt == j.end() || !prompt->is_string()) {
-      error = where + "expected an object with a string \"prompt\"";
-      return false;
-    }
-    prompts.push_back(prompt->get<std::string>());
-  }
+  std::string text((std::istreambuf_iterator<char>(in)),
+                   std::istreambuf_iterator<char>());
   if (in.bad()) {
     error = std::string("cannot read: ") + std::strerror(errno);
     return false;
   }
+  if (!readJsonLinesField(text, "prompt", prompts, error))
+    return false;
   if (prompts.empty()) {
     error = "the prompt file holds no prompts";
     return false;

@@ -2,6 +2,10 @@
 
 #include "Commands.h"
 
+#include <nlohmann/json.hpp>
+
+#include <sstream>
+
 namespace optrun {
 
 bool loadModel(const std::string &path, int32_t numThreads, LoadedModel &model,
@@ -28,4 +32,29 @@ bool loadModel(const std::string &path, int32_t numThreads, LoadedModel &model,
   return model.executor != nullptr;
 }
 
+bool readJsonLinesField(const std::string &text, const char *field,
+                                std::vector<std::string> &values,
+                                std::string &error) {
+  std::istringstream lines(text);
+  std::string line;
+  for (int lineNumber = 1; std::getline(lines, line); ++lineNumber) {
+    if (line.find_first_not_of(" \t\r") == std::string::npos)
+      continue;
+    nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
+    std::string where = "line " + std::to_string(lineNumber) + ": ";
+    if (j.is_discarded()) {
+      error = where + "not valid JSON";
+      return false;
+    }
+    auto value = j.is_object() ? j.find(field) : j.end();
+    if (!j.is_object() || value == j.end() || !value->is_string()) {
+      error = where + "expected an object with a string \"" + field + "\"";
+      return false;
+    }
+    values.push_back(value->get<std::string>());
+  }
+  return true;
+}
+
 } // namespace optrun
+

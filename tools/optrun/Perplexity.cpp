@@ -49,24 +49,8 @@ bool readDocuments(const std::string &path, std::vector<std::string> &documents,
     documents.push_back(std::move(all));
     return true;
   }
-  std::istringstream lines(all);
-  std::string line;
-  for (int lineNumber = 1; std::getline(lines, line); ++lineNumber) {
-    if (line.find_first_not_of(" \t\r") == std::string::npos)
-      continue;
-    nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
-    std::string where = "line " + std::to_string(lineNumber) + ": ";
-    if (j.is_discarded()) {
-      error = where + "not valid JSON";
-      return false;
-    }
-    auto text = j.is_object() ? j.find("text") : j.end();
-    if (!j.is_object() || text == j.end() || !text->is_string()) {
-      error = where + "expected an object with a string \"text\"";
-      return false;
-    }
-    documents.push_back(text->get<std::string>());
-  }
+  if (!readJsonLinesField(all, "text", documents, error))
+    return false;
   return true;
 }
 
