@@ -33,8 +33,7 @@ bool loadModel(const std::string &path, int32_t numThreads, LoadedModel &model,
 }
 
 bool readJsonLinesField(const std::string &text, const char *field,
-                                std::vector<std::string> &values,
-                                std::string &error) {
+                        std::vector<std::string> &values, std::string &error) {
   std::istringstream lines(text);
   std::string line;
   for (int lineNumber = 1; std::getline(lines, line); ++lineNumber) {
