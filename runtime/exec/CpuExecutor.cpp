@@ -12,9 +12,11 @@
 
 #include "runtime/artifact/Artifact.h"
 #include "runtime/exec/PlanAbi.h"
+#include "runtime/exec/PlanDecode.h"
 #include "runtime/host/HostModule.h"
 
 #include <cblas.h>
+#include <dlfcn.h>
 
 #include <algorithm>
 #include <cstdlib>
@@ -25,25 +27,6 @@ namespace optrt {
 namespace {
 namespace pa = planabi;
 
-
-/// A size or stride of an operand: static, or a runtime scalar.
-struct Extent {
-  bool isScalar = false;
-  int64_t value = 0; // the size, or the scalar's index
-};
-
-/// An operand of a command, decoded from the plan (see PlanAbi.h).
-struct Operand {
-  uint8_t *base = nullptr; // with the byte offset applied
-  std::vector<Extent> sizes, strides;
-};
-
-struct DecodedCommand {
-  fb::CommandKind kind;
-  std::string name;
-  void *entry = nullptr; // KernelCall: the C interface
-  std::vector<Operand> operands;
-};
 
 struct AlignedFree {
   void operator()(void *p) const { std::free(p); }
@@ -95,6 +78,40 @@ bool callKernel(void *entry, std::vector<void *> &args) {
   }
 }
 
+/// BLAS is loaded when a CPU executor is made, not linked: a runtime that
+/// only drives GPUs then starts on machines without OpenBLAS.
+struct Blas {
+  decltype(&cblas_sgemm) sgemm = nullptr;
+  decltype(&openblas_set_num_threads) setNumThreads = nullptr;
+};
+
+const Blas *loadBlas(std::string &error) {
+  static Blas blas;
+  static std::string loadError;
+  static bool loaded = [] {
+    for (const char *name :
+         {"libopenblas.so.0", "libopenblas.so", "libblas.so.3"}) {
+      void *handle = dlopen(name, RTLD_NOW | RTLD_LOCAL);
+      if (!handle)
+        continue;
+      blas.sgemm = reinterpret_cast<decltype(blas.sgemm)>(
+          dlsym(handle, "cblas_sgemm"));
+      blas.setNumThreads = reinterpret_cast<decltype(blas.setNumThreads)>(
+          dlsym(handle, "openblas_set_num_threads"));
+      if (blas.sgemm)
+        return true;
+    }
+    loadError = "no BLAS: cannot load libopenblas.so.0 or libblas.so.3 with "
+                "cblas_sgemm (install libopenblas0)";
+    return false;
+  }();
+  if (!loaded) {
+    error = loadError;
+    return nullptr;
+  }
+  return &blas;
+}
+
 class CpuExecutor : public ModelExecutor {
 public:
   explicit CpuExecutor(const Artifact &artifact) : artifact(artifact) {}
@@ -107,15 +124,13 @@ public:
 
 private:
   bool decode(std::string &error);
-  int64_t resolve(const Extent &extent) const {
-    return extent.isScalar ? scalars[extent.value] : extent.value;
-  }
   /// Fills `words` with the memref descriptor of `operand`: allocated and
   /// aligned pointers, offset 0, sizes, strides.
   void describe(const Operand &operand, std::vector<int64_t> &words) const;
   uint8_t *bufferNamed(std::string_view name) const;
 
   const Artifact &artifact;
+  const Blas *blas = nullptr;
   ExecutorLimits lims;
   std::unique_ptr<HostModule> kernels;
   std::vector<AlignedBytes> buffers;
@@ -124,6 +139,8 @@ private:
   std::vector<AlignedBytes> kvCache;
   uint64_t kvBlockBytes = 0;
   std::vector<DecodedCommand> commands;
+  /// Per command: the kernel's C interface (null for gemms).
+  std::vector<void *> entryPoints;
   int64_t scalars[pa::NumRuntimeScalars] = {};
   int64_t maxBlocksPerSeq = 0;
   uint8_t *inputIds = nullptr, *positions = nullptr, *slotMapping = nullptr,
@@ -219,94 +236,50 @@ bool CpuExecutor::load(const ExecutorOptions &options, std::string &error) {
                              &error);
   if (!kernels)
     return false;
-  if (options.numThreads > 0)
-    openblas_set_num_threads(options.numThreads);
+  if (!(blas = loadBlas(error)))
+    return false;
+  if (options.numThreads > 0 && blas->setNumThreads)
+    blas->setNumThreads(options.numThreads);
   return decode(error);
 }
 
 bool CpuExecutor::decode(std::string &error) {
-  const fb::Plan &plan = artifact.plan();
-  const fb::Kernel &library = artifact.kernel(0);
-  for (const fb::Command *command : *plan.commands()) {
-    DecodedCommand decoded;
-    decoded.kind = command->kind();
-    decoded.name = command->name() ? command->name()->str() : "";
-    std::string where = "command '" + decoded.name + "'";
-    if (decoded.kind == fb::CommandKind::KernelCall) {
-      const auto *entries = library.entry_points();
-      if (!entries || command->entry() >= entries->size())
-        return error = where + " names no entry point", false;
-      decoded.entry = kernels->lookup(entries->Get(command->entry())->str());
-      if (!decoded.entry)
-        return error = where + ": symbol '" +
-                       entries->Get(command->entry())->str() +
-                       "' is not in the kernel library",
-               false;
-    } else if (decoded.kind != fb::CommandKind::Gemm) {
-      return error = where + " has kind '" +
-                     artifact::commandKindName(decoded.kind) +
-                     "', which the CPU executor does not run",
-             false;
+  auto baseAddress = [&](const fb::Arg &base, std::string &error) -> uint64_t {
+    switch (base.kind()) {
+    case fb::ArgKind::Buffer:
+      return uint64_t(buffers[base.index()].get() + base.offset());
+    case fb::ArgKind::Weight:
+      return uint64_t(artifact.weightData(base.index()) + base.offset());
+    case fb::ArgKind::KVCache:
+      if (base.offset() <= pa::Values)
+        return uint64_t(kvCache[2 * base.index() + base.offset()].get());
+      error = "a KV cache part other than keys and values";
+      return 0;
+    default:
+      error = "not an array";
+      return 0;
     }
-
-    const auto &args = *command->args();
-    for (size_t i = 0; i < args.size();) {
-      const fb::Arg *base = args.Get(i++);
-      Operand operand;
-      switch (base->kind()) {
-      case fb::ArgKind::Buffer:
-        operand.base = buffers[base->index()].get() + base->offset();
-        break;
-      case fb::ArgKind::Weight:
-        operand.base = const_cast<uint8_t *>(artifact.weightData(base->index())) +
-                       base->offset();
-        break;
-      case fb::ArgKind::KVCache:
-        if (base->offset() > pa::Values)
-          return error = where + " names a KV cache part other than keys "
-                                 "and values",
-                 false;
-        operand.base = kvCache[2 * base->index() + base->offset()].get();
-        break;
-      default:
-        return error = where + ": operand " +
-                       std::to_string(decoded.operands.size()) +
-                       " does not start with an array",
-               false;
-      }
-      if (i >= args.size() || args.Get(i)->kind() != fb::ArgKind::Int)
-        return error = where + ": operand has no rank", false;
-      int64_t rank = args.Get(i++)->index();
-      if (rank < 0 || rank > 8 || i + 2 * rank > args.size())
-        return error = where + ": operand rank " + std::to_string(rank) +
-                       " is invalid or its extents are missing",
-               false;
-      for (int64_t e = 0; e < 2 * rank; ++e) {
-        const fb::Arg *extent = args.Get(i++);
-        Extent decodedExtent;
-        if (extent->kind() == fb::ArgKind::RuntimeScalar)
-          decodedExtent = {true, extent->index()};
-        else if (extent->kind() == fb::ArgKind::Int && extent->index() >= 0)
-          decodedExtent = {false, extent->index()};
-        else
-          return error = where + ": an operand extent is neither a size nor "
-                                 "a runtime scalar",
-                 false;
-        (e < rank ? operand.sizes : operand.strides).push_back(decodedExtent);
-      }
-      decoded.operands.push_back(std::move(operand));
+  };
+  if (!decodePlan(artifact.plan(), /*withLaunch=*/false, baseAddress,
+                  commands, error))
+    return false;
+  const auto *entries = artifact.kernel(0).entry_points();
+  entryPoints.clear();
+  for (const DecodedCommand &command : commands) {
+    if (command.kind != fb::CommandKind::KernelCall) {
+      entryPoints.push_back(nullptr);
+      continue;
     }
-    auto matrix = [](const Operand &operand) {
-      return operand.sizes.size() == 2 && !operand.strides[1].isScalar &&
-             operand.strides[1].value == 1;
-    };
-    if (decoded.kind == fb::CommandKind::Gemm &&
-        (decoded.operands.size() != 3 ||
-         !std::all_of(decoded.operands.begin(), decoded.operands.end(), matrix)))
-      return error = where + ": a gemm takes three 2-D operands with unit "
-                             "column stride",
+    if (!entries || command.entry >= entries->size())
+      return error = "command '" + command.name + "' names no entry point",
              false;
-    commands.push_back(std::move(decoded));
+    void *entry = kernels->lookup(entries->Get(command.entry)->str());
+    if (!entry)
+      return error = "command '" + command.name + "': symbol '" +
+                     entries->Get(command.entry)->str() +
+                     "' is not in the kernel library",
+             false;
+    entryPoints.push_back(entry);
   }
   return true;
 }
@@ -314,14 +287,14 @@ bool CpuExecutor::decode(std::string &error) {
 void CpuExecutor::describe(const Operand &operand,
                            std::vector<int64_t> &words) const {
   words.clear();
-  int64_t pointer = reinterpret_cast<int64_t>(operand.base);
+  int64_t pointer = static_cast<int64_t>(operand.address);
   words.push_back(pointer);
   words.push_back(pointer);
   words.push_back(0);
   for (const Extent &size : operand.sizes)
-    words.push_back(resolve(size));
+    words.push_back(size.resolve(scalars));
   for (const Extent &stride : operand.strides)
-    words.push_back(resolve(stride));
+    words.push_back(stride.resolve(scalars));
 }
 
 bool CpuExecutor::step(const StepBatch &batch, float *logits,
@@ -329,45 +302,21 @@ bool CpuExecutor::step(const StepBatch &batch, float *logits,
   error = validateStepBatch(batch, lims);
   if (!error.empty())
     return false;
-  int64_t numTokens = batch.tokens.size();
-  int64_t numSeqs = batch.sequences.size();
+  fillStepInputs(batch, lims, maxBlocksPerSeq,
+                 {reinterpret_cast<int32_t *>(inputIds),
+                  reinterpret_cast<int32_t *>(positions),
+                  reinterpret_cast<int32_t *>(slotMapping),
+                  reinterpret_cast<int32_t *>(queryStart),
+                  reinterpret_cast<int32_t *>(contextLen),
+                  reinterpret_cast<int32_t *>(blockTable),
+                  reinterpret_cast<int32_t *>(logitRows)},
+                 scalars);
   int64_t numRows = batch.logitRows.size();
-  scalars[pa::NumTokens] = numTokens;
-  scalars[pa::NumLogitRows] = numRows;
-  scalars[pa::NumSeqs] = numSeqs;
-  scalars[pa::NumSeqsPlusOne] = numSeqs + 1;
-  scalars[pa::MaxBlocksPerSeq] = maxBlocksPerSeq;
-  scalars[pa::NumBlocks] = lims.numBlocks;
-
-  std::memcpy(inputIds, batch.tokens.data(), numTokens * 4);
-  std::memcpy(positions, batch.positions.data(), numTokens * 4);
-  std::memcpy(logitRows, batch.logitRows.data(), numRows * 4);
-  auto *slots = reinterpret_cast<int32_t *>(slotMapping);
-  auto *starts = reinterpret_cast<int32_t *>(queryStart);
-  auto *lengths = reinterpret_cast<int32_t *>(contextLen);
-  auto *table = reinterpret_cast<int32_t *>(blockTable);
-  int32_t next = 0;
-  for (int64_t s = 0; s < numSeqs; ++s) {
-    const SequenceSlice &seq = batch.sequences[s];
-    starts[s] = next;
-    lengths[s] = seq.contextLength;
-    int64_t numBlocks =
-        std::min<int64_t>(seq.blockTable->size(), maxBlocksPerSeq);
-    std::memcpy(table + s * maxBlocksPerSeq, seq.blockTable->data(),
-                numBlocks * 4);
-    for (int32_t j = 0; j < seq.numQueryTokens; ++j) {
-      int32_t position = seq.contextLength - seq.numQueryTokens + j;
-      slots[next + j] = (*seq.blockTable)[position / lims.blockSize] *
-                            lims.blockSize +
-                        position % lims.blockSize;
-    }
-    next += seq.numQueryTokens;
-  }
-  starts[numSeqs] = next;
 
   std::vector<std::vector<int64_t>> words;
   std::vector<void *> args;
-  for (const DecodedCommand &command : commands) {
+  for (size_t index = 0; index < commands.size(); ++index) {
+    const DecodedCommand &command = commands[index];
     words.resize(command.operands.size());
     args.clear();
     for (size_t i = 0; i < command.operands.size(); ++i) {
@@ -375,7 +324,7 @@ bool CpuExecutor::step(const StepBatch &batch, float *logits,
       args.push_back(words[i].data());
     }
     if (command.kind == fb::CommandKind::KernelCall) {
-      if (!callKernel(command.entry, args))
+      if (!callKernel(entryPoints[index], args))
         return error = "kernel '" + command.name + "' takes " +
                        std::to_string(args.size()) +
                        " operands, more than the executor passes",
@@ -387,7 +336,7 @@ bool CpuExecutor::step(const StepBatch &batch, float *logits,
     int64_t m = a[3], k = a[4], n = b[3];
     if (m == 0)
       continue;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0f,
+    blas->sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0f,
                 reinterpret_cast<const float *>(a[1]), a[5],
                 reinterpret_cast<const float *>(b[1]), b[5], 0.0f,
                 reinterpret_cast<float *>(c[1]), c[5]);

@@ -2,9 +2,31 @@
 
 #include "runtime/exec/ModelExecutor.h"
 
+#include "runtime/artifact/Artifact.h"
+
 #include <string>
 
 namespace optrt {
+
+#ifndef OPTMLIR_ENABLE_CUDA
+std::unique_ptr<ModelExecutor> createCudaExecutor(const Artifact &,
+                                                  const ExecutorOptions &,
+                                                  std::string &error) {
+  error = "this runtime was built without CUDA (OPTMLIR_ENABLE_CUDA=OFF)";
+  return nullptr;
+}
+#endif
+
+std::unique_ptr<ModelExecutor> createExecutor(const Artifact &artifact,
+                                              const ExecutorOptions &options,
+                                              std::string &error) {
+  for (size_t i = 0; i < artifact.numKernels(); ++i) {
+    fb::KernelFormat format = artifact.kernel(i).format();
+    if (format == fb::KernelFormat::PTX || format == fb::KernelFormat::Cubin)
+      return createCudaExecutor(artifact, options, error);
+  }
+  return createCpuExecutor(artifact, options, error);
+}
 
 std::string validateStepBatch(const StepBatch &batch,
                               const ExecutorLimits &limits) {

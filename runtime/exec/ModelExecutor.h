@@ -95,6 +95,17 @@ std::unique_ptr<ModelExecutor> createCpuExecutor(const Artifact &artifact,
                                                  const ExecutorOptions &options,
                                                  std::string &error);
 
+/// The executor for the artifact's NVIDIA GPU kernels (built with
+/// OPTMLIR_ENABLE_CUDA; fails with a clear error on a machine without a GPU).
+std::unique_ptr<ModelExecutor> createCudaExecutor(const Artifact &artifact,
+                                                  const ExecutorOptions &options,
+                                                  std::string &error);
+
+/// The executor for whatever the artifact was compiled for.
+std::unique_ptr<ModelExecutor> createExecutor(const Artifact &artifact,
+                                              const ExecutorOptions &options,
+                                              std::string &error);
+
 /// Checks `batch` against `limits`: sizes agree, ids are in the vocabulary,
 /// positions follow from the slices, block tables cover every context. Every
 /// executor calls it first; "" when valid.

@@ -7,7 +7,8 @@
 
 #include "optmlir/Import/Checkpoint.h"
 #include "optmlir/Import/ImportModel.h"
-#include "optmlir/Target/HostPlan.h"
+#include "optmlir/Target/ModelPlan.h"
+#include "optmlir/Target/NvptxCodegen.h"
 #include "passes/Passes.h"
 #include "runtime/artifact/ArtifactWriter.h"
 
@@ -52,7 +53,8 @@ cl::opt<std::string> compileOutput("o", cl::desc("Output artifact"),
                                    cl::value_desc("file"), cl::Required,
                                    cl::sub(compileCommand));
 cl::opt<std::string> compileTarget(
-    "target", cl::desc("cpu (the host processor); GPU targets come later"),
+    "target",
+    cl::desc("cpu (the host processor), sm_90a (H100/H200) or sm_80 (A100)"),
     cl::init("cpu"), cl::sub(compileCommand));
 cl::opt<std::string> compileCpu(
     "cpu", cl::desc("Host processor to generate code for (x86-64-v3, native)"),
@@ -94,37 +96,59 @@ int runImport() {
 }
 namespace art = optrt::artifact;
 
-/// Converts `count` elements of `dtype` at `data` to f32 and hands them to
-/// `sink` in chunks.
-bool streamAsF32(optmlir::DType dtype, const uint8_t *data, int64_t count,
-                 const art::ByteSink &sink) {
-  std::vector<float> chunk(1 << 16);
-  for (int64_t start = 0; start < count; start += chunk.size()) {
-    int64_t n = std::min<int64_t>(chunk.size(), count - start);
+/// Element `e` of a BF16, F16 or F32 tensor, as f32.
+float elementAsF32(optmlir::DType dtype, const uint8_t *data, int64_t e) {
+  uint16_t half;
+  uint32_t bits;
+  float value;
+  switch (dtype) {
+  case optmlir::DType::BF16:
+    std::memcpy(&half, data + 2 * e, 2);
+    bits = uint32_t(half) << 16;
+    std::memcpy(&value, &bits, 4);
+    return value;
+  case optmlir::DType::F16:
+    std::memcpy(&half, data + 2 * e, 2);
+    return llvm::APFloat(llvm::APFloat::IEEEhalf(), llvm::APInt(16, half))
+        .convertToFloat();
+  default:
+    std::memcpy(&value, data + 4 * e, 4);
+    return value;
+  }
+}
+
+/// f32 to bf16, rounding to nearest even (NaN stays NaN).
+uint16_t toBF16(float value) {
+  uint32_t bits;
+  std::memcpy(&bits, &value, 4);
+  if ((bits & 0x7fffffff) > 0x7f800000)
+    return uint16_t((bits >> 16) | 0x40);
+  bits += 0x7fff + ((bits >> 16) & 1);
+  return uint16_t(bits >> 16);
+}
+
+/// Hands `count` elements of `dtype` at `data` to `sink` as `to` (F32 or
+/// BF16), in chunks.
+bool streamConverted(optmlir::DType dtype, const uint8_t *data, int64_t count,
+                     art::DType to, const art::ByteSink &sink) {
+  if (to == art::DType::BF16 && dtype == optmlir::DType::BF16)
+    return sink(data, count * 2);
+  constexpr int64_t kChunk = 1 << 16;
+  std::vector<float> f32(to == art::DType::F32 ? kChunk : 0);
+  std::vector<uint16_t> bf16(to == art::DType::BF16 ? kChunk : 0);
+  for (int64_t start = 0; start < count; start += kChunk) {
+    int64_t n = std::min<int64_t>(kChunk, count - start);
     for (int64_t i = 0; i < n; ++i) {
-      int64_t e = start + i;
-      uint32_t bits = 0;
-      switch (dtype) {
-      case optmlir::DType::BF16: {
-        uint16_t half;
-        std::memcpy(&half, data + 2 * e, 2);
-        bits = uint32_t(half) << 16;
-        std::memcpy(&chunk[i], &bits, 4);
-        break;
-      }
-      case optmlir::DType::F16: {
-        uint16_t half;
-        std::memcpy(&half, data + 2 * e, 2);
-        chunk[i] = llvm::APFloat(llvm::APFloat::IEEEhalf(),
-                                 llvm::APInt(16, half))
-                       .convertToFloat();
-        break;
-      }
-      default:
-        std::memcpy(&chunk[i], data + 4 * e, 4);
-      }
+      float value = elementAsF32(dtype, data, start + i);
+      if (to == art::DType::F32)
+        f32[i] = value;
+      else
+        bf16[i] = toBF16(value);
     }
-    if (!sink(chunk.data(), n * sizeof(float)))
+    bool written = to == art::DType::F32
+                       ? sink(f32.data(), n * sizeof(float))
+                       : sink(bf16.data(), n * sizeof(uint16_t));
+    if (!written)
       return false;
   }
   return true;
@@ -202,14 +226,22 @@ private:
 };
 
 int runCompile() {
-  if (compileTarget != "cpu")
+  optmlir::ModelPlanOptions options;
+  if (compileTarget == "cpu") {
+    options.target = optmlir::PlanTarget::Host;
+  } else if (compileTarget == "sm_90a" || compileTarget == "sm_80") {
+    options.target = optmlir::PlanTarget::Nvptx;
+    options.chip = compileTarget;
+  } else {
     return fail("--target=" + compileTarget +
-                ": only the cpu target exists so far");
+                ": unknown target (expected cpu, sm_90a or sm_80)");
+  }
   if (compileMaxTokens < 1 || compileMaxTokens > (1 << 20))
     return fail("--max-tokens-per-step must be in [1, 1048576]");
 
   mlir::DialectRegistry registry;
   optmlir::registerHostCodegenDialects(registry);
+  optmlir::registerNvptxCodegenDialects(registry);
   mlir::MLIRContext context(registry);
   std::string error;
   mlir::OwningOpRef<mlir::ModuleOp> module =
@@ -236,11 +268,10 @@ int runCompile() {
   if (mlir::failed(pm.run(*module)))
     return fail(dir + ": the graph passes failed");
 
-  optmlir::HostPlanOptions options;
   options.maxTokensPerStep = compileMaxTokens;
   options.codegen.cpu = compileCpu;
-  mlir::FailureOr<optmlir::HostPlan> plan =
-      optmlir::planForHost(*module, options, error);
+  mlir::FailureOr<optmlir::ModelPlan> plan =
+      optmlir::planModel(*module, options, error);
   if (mlir::failed(plan))
     return fail(dir + ": " + error);
 
@@ -291,12 +322,13 @@ int runCompile() {
   for (const optmlir::PlannedWeight &weight : plan->weights) {
     art::WeightInfo info;
     info.name = weight.name;
-    info.dtype = art::DType::F32;
+    info.dtype = plan->weightType;
     info.shape = weight.shape;
     const optmlir::Checkpoint *store = checkpoint.get();
     std::vector<std::string> parts = weight.parts;
-    writer.addWeight(info, [store, parts](const art::ByteSink &sink,
-                                          std::string &error) {
+    art::DType to = plan->weightType;
+    writer.addWeight(info, [store, parts, to](const art::ByteSink &sink,
+                                              std::string &error) {
       for (const std::string &part : parts) {
         const optmlir::TensorInfo *tensor = store->find(part);
         const uint8_t *data = store->tensorData(part);
@@ -304,7 +336,8 @@ int runCompile() {
           error = "weight '" + part + "' is not in the checkpoint";
           return false;
         }
-        if (!streamAsF32(tensor->dtype, data, tensor->numElements(), sink)) {
+        if (!streamConverted(tensor->dtype, data, tensor->numElements(), to,
+                             sink)) {
           error = "writing weight '" + part + "' failed";
           return false;
         }

@@ -28,7 +28,7 @@ bool loadModel(const std::string &path, int32_t numThreads, LoadedModel &model,
   }
   optrt::ExecutorOptions options;
   options.numThreads = numThreads;
-  model.executor = optrt::createCpuExecutor(*model.artifact, options, error);
+  model.executor = optrt::createExecutor(*model.artifact, options, error);
   return model.executor != nullptr;
 }
 

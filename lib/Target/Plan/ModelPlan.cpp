@@ -1,4 +1,4 @@
-//===- HostPlan.cpp - a tfm module compiled for the host ------------------===//
+//===- ModelPlan.cpp - a tfm module compiled for a target -----------------===//
 //
 // One walk over @forward in program order. Every value becomes a strided
 // array in a buffer (activations), a weight, or a view of either (reshape,
@@ -8,10 +8,12 @@
 //
 //===----------------------------------------------------------------------===//
 
-#include "optmlir/Target/HostPlan.h"
+#include "optmlir/Target/ModelPlan.h"
 
 #include "dialects/Tfm/IR/TfmOps.h"
+#include "optmlir/Conversion/GpuKernels.h"
 #include "optmlir/Conversion/HostKernels.h"
+#include "optmlir/Target/NvptxCodegen.h"
 #include "runtime/exec/PlanAbi.h"
 
 #include "mlir/IR/Builders.h"
@@ -86,13 +88,34 @@ PlanArray denseArray(art::ArgKind kind, int64_t index,
 
 class Planner {
 public:
-  Planner(ModuleOp module, const HostPlanOptions &options, std::string &error)
+  Planner(ModuleOp module, const ModelPlanOptions &options, std::string &error)
       : module(module), options(options), error(error),
         kernels(ModuleOp::create(UnknownLoc::get(module.getContext()))) {}
 
-  FailureOr<HostPlan> run();
+  FailureOr<ModelPlan> run();
 
 private:
+  bool onGpu() const { return options.target == PlanTarget::Nvptx; }
+  /// Bytes per element of activations, weights and the KV cache.
+  uint64_t elementBytes() const { return onGpu() ? 2 : 4; }
+  art::DType elementType() const {
+    return onGpu() ? art::DType::BF16 : art::DType::F32;
+  }
+
+  /// Calls the kernel `host` (host target) or `gpu` (GPU target) builds;
+  /// a GPU kernel's grid follows the runtime scalar `rows`.
+  template <typename HostBuild, typename GpuBuild>
+  LogicalResult call(Operation *op, HostBuild host, GpuBuild gpu,
+                     ArrayRef<PlanArray> operands,
+                     int64_t rows = pa::NumTokens) {
+    if (!onGpu())
+      return kernelCall(op, host(), operands);
+    return gpuKernelCall(op, gpu(), operands, rows);
+  }
+  LogicalResult gpuKernelCall(Operation *op,
+                              FailureOr<gpukernels::GpuKernel> kernel,
+                              ArrayRef<PlanArray> operands, int64_t rows);
+  LogicalResult addEntry(const std::string &name, uint32_t &entry);
   LogicalResult fail(Operation *op, const Twine &message) {
     std::string text;
     llvm::raw_string_ostream os(text);
@@ -146,10 +169,10 @@ private:
                            ArrayRef<PlanArray> operands);
 
   ModuleOp module;
-  const HostPlanOptions &options;
+  const ModelPlanOptions &options;
   std::string &error;
   OwningOpRef<ModuleOp> kernels;
-  HostPlan hostPlan;
+  ModelPlan hostPlan;
 
   llvm::DenseMap<Value, PlanArray> arrays;
   llvm::DenseMap<Operation *, size_t> opIndex;
@@ -169,7 +192,8 @@ private:
 };
 
 int64_t Planner::allocate(int64_t rowElements) {
-  uint64_t bytes = uint64_t(rowElements) * 4 * options.maxTokensPerStep;
+  uint64_t bytes =
+      uint64_t(rowElements) * elementBytes() * options.maxTokensPerStep;
   auto it = freeBuffers.lower_bound(bytes);
   if (it != freeBuffers.end()) {
     int64_t id = it->second;
@@ -222,18 +246,79 @@ LogicalResult Planner::kernelCall(Operation *op,
                                   ArrayRef<PlanArray> operands) {
   if (failed(kernel))
     return fail(op, "cannot generate its CPU kernel");
-  auto [it, inserted] = entryIndices.try_emplace(
-      *kernel, static_cast<uint32_t>(entryIndices.size()));
-  if (inserted)
-    hostPlan.spec.kernels.front().entryPoints.push_back("_mlir_ciface_" +
-                                                        *kernel);
   art::Command command;
   command.kind = art::CommandKind::KernelCall;
   command.name = *kernel;
   command.kernel = 0;
-  command.entry = it->second;
+  if (failed(addEntry("_mlir_ciface_" + *kernel, command.entry)))
+    return failure();
   for (const PlanArray &array : operands)
     appendArray(command, array);
+  hostPlan.spec.plan.commands.push_back(std::move(command));
+  return success();
+}
+
+LogicalResult Planner::addEntry(const std::string &name, uint32_t &entry) {
+  auto [it, inserted] = entryIndices.try_emplace(
+      name, static_cast<uint32_t>(entryIndices.size()));
+  if (inserted)
+    hostPlan.spec.kernels.front().entryPoints.push_back(name);
+  entry = it->second;
+  return success();
+}
+
+LogicalResult Planner::gpuKernelCall(Operation *op,
+                                     FailureOr<gpukernels::GpuKernel> kernel,
+                                     ArrayRef<PlanArray> operands,
+                                     int64_t rows) {
+  if (failed(kernel))
+    return fail(op, "cannot generate its GPU kernel");
+  art::Command command;
+  command.kind = art::CommandKind::KernelCall;
+  command.name = kernel->name;
+  command.kernel = 0;
+  if (failed(addEntry(kernel->name, command.entry)))
+    return failure();
+  // The launch (PlanAbi.h): grid x = perRow * rows + fixed, grid y, block x,
+  // dynamic shared bytes.
+  const gpukernels::LaunchRule &launch = kernel->launch;
+  for (int64_t value : {launch.gridXPerRow, launch.gridXFixed, launch.gridY,
+                        launch.blockX, launch.dynamicSharedBytes})
+    command.args.push_back(art::Arg::integer(value));
+  command.args.push_back(art::Arg::runtimeScalar(rows));
+  // Pointer parameters are the operands in order; scalars follow, by name.
+  llvm::StringMap<const PlanArray *> byName;
+  size_t next = 0;
+  for (const gpukernels::KernelArg &arg : kernel->args) {
+    if (arg.kind != gpukernels::KernelArg::Kind::Pointer)
+      continue;
+    if (next == operands.size())
+      return fail(op, "kernel '" + kernel->name + "' takes more pointers "
+                      "than the plan passes");
+    byName[arg.name] = &operands[next];
+    appendArray(command, operands[next++]);
+  }
+  if (next != operands.size())
+    return fail(op, "kernel '" + kernel->name + "' takes fewer pointers "
+                    "than the plan passes");
+  for (const gpukernels::KernelArg &arg : kernel->args) {
+    if (arg.kind != gpukernels::KernelArg::Kind::I32)
+      continue;
+    StringRef name = arg.name;
+    if (name == "T")
+      command.args.push_back(art::Arg::runtimeScalar(pa::NumTokens));
+    else if (name == "R")
+      command.args.push_back(art::Arg::runtimeScalar(pa::NumLogitRows));
+    else if (name == "S")
+      command.args.push_back(art::Arg::runtimeScalar(pa::NumSeqs));
+    else if (name == "block_table_stride")
+      command.args.push_back(art::Arg::runtimeScalar(pa::MaxBlocksPerSeq));
+    else if (name.consume_back("_row_stride") && byName.count(name))
+      command.args.push_back(art::Arg::integer(byName[name]->strides[0]));
+    else
+      return fail(op, "kernel '" + kernel->name + "' takes a scalar '" +
+                      arg.name + "' the plan does not know");
+  }
   hostPlan.spec.plan.commands.push_back(std::move(command));
   return success();
 }
@@ -264,8 +349,8 @@ LogicalResult Planner::readModelInfo(func::FuncOp forward) {
   if (auto eos = config.getAs<ArrayAttr>("eos_token_ids"))
     for (Attribute id : eos)
       info.eosIds.push_back(cast<IntegerAttr>(id).getInt());
-  // The CPU target computes in f32, whatever the checkpoint stores.
-  info.activationDType = art::DType::F32;
+  // The host computes in f32, GPUs store bf16, whatever the checkpoint has.
+  info.activationDType = elementType();
   forward.walk([&](tfm::RMSNormOp op) {
     info.rmsNormEps = op.getEps().convertToDouble();
   });
@@ -298,7 +383,7 @@ LogicalResult Planner::readModelInfo(func::FuncOp forward) {
                     options.blockSize;
   art::KVCacheLayout kv;
   kv.blockSize = options.blockSize;
-  kv.dtype = art::DType::F32;
+  kv.dtype = elementType();
   kv.order = art::KVLayoutOrder::BlockTokenHeadDim;
   kv.numLayers = numLayers;
   kv.numKVHeads = info.numKVHeads;
@@ -322,7 +407,7 @@ void Planner::declareInputs() {
   blockTable = input(pa::kBlockTable, seqs * maxBlocksPerSeq);
   logitRows = input(pa::kLogitRows, tokens);
   logits = addBuffer(std::string(pa::kLogits),
-                     tokens * hostPlan.spec.model.vocabSize * 4,
+                     tokens * hostPlan.spec.model.vocabSize * elementBytes(),
                      art::BufferKind::Output);
   for (int64_t id : {inputIds, positions, slotMapping, queryStart, contextLen,
                      blockTable, logitRows, logits})
@@ -411,9 +496,10 @@ LogicalResult Planner::planLinear(tfm::LinearOp op) {
                    {scalarDim(pa::NumLogitRows), hidden});
     PlanArray rows = denseArray(art::ArgKind::Buffer, logitRows,
                                 {scalarDim(pa::NumLogitRows)});
-    if (failed(kernelCall(
-            op, hostkernels::buildGatherRows(*kernels, hidden),
-            {input, rows, a})))
+    if (failed(call(
+            op, [&] { return hostkernels::buildGatherRows(*kernels, hidden); },
+            [&] { return gpukernels::buildGatherRows(*kernels, hidden); },
+            {input, rows, a}, pa::NumLogitRows)))
       return failure();
     out = denseArray(art::ArgKind::Buffer, logits,
                      {scalarDim(pa::NumLogitRows), outFeatures});
@@ -428,8 +514,11 @@ LogicalResult Planner::planLinear(tfm::LinearOp op) {
   appendArray(gemm, out);
   hostPlan.spec.plan.commands.push_back(std::move(gemm));
   if (op.getBias() &&
-      failed(kernelCall(op, hostkernels::buildAddBias(*kernels, outFeatures),
-                        {out, arrays.lookup(op.getBias())})))
+      failed(call(
+          op, [&] { return hostkernels::buildAddBias(*kernels, outFeatures); },
+          [&] { return gpukernels::buildAddBias(*kernels, outFeatures); },
+          {out, arrays.lookup(op.getBias())},
+          makesLogits ? pa::NumLogitRows : pa::NumTokens)))
     return failure();
   // The gathered rows are read by this product only.
   if (makesLogits)
@@ -476,8 +565,9 @@ LogicalResult Planner::planAttention(tfm::AttentionOp op) {
   PlanArray k = arrays.lookup(op.getKey());
   PlanArray v = arrays.lookup(op.getValue());
   PlanArray positionsArray = arrays.lookup(queryRope.getPositions());
-  if (failed(kernelCall(op, hostkernels::buildRope(*kernels, rope),
-                        {q, k, positionsArray})))
+  if (failed(call(op, [&] { return hostkernels::buildRope(*kernels, rope); },
+                  [&] { return gpukernels::buildRope(*kernels, rope); },
+                  {q, k, positionsArray})))
     return failure();
 
   hostkernels::KvCacheShape cache;
@@ -494,8 +584,9 @@ LogicalResult Planner::planAttention(tfm::AttentionOp op) {
   PlanArray keys = cacheArray(pa::Keys), values = cacheArray(pa::Values);
   PlanArray slots = denseArray(art::ArgKind::Buffer, slotMapping,
                                {scalarDim(pa::NumTokens)});
-  if (failed(kernelCall(op, hostkernels::buildKvWrite(*kernels, cache),
-                        {k, v, keys, values, slots})))
+  if (failed(call(op, [&] { return hostkernels::buildKvWrite(*kernels, cache); },
+                  [&] { return gpukernels::buildKvWrite(*kernels, cache); },
+                  {k, v, keys, values, slots})))
     return failure();
 
   hostkernels::PagedAttentionParams attention;
@@ -514,9 +605,11 @@ LogicalResult Planner::planAttention(tfm::AttentionOp op) {
   table.index = blockTable;
   table.shape = {scalarDim(pa::NumSeqs), scalarDim(pa::MaxBlocksPerSeq)};
   table.strides = {scalarDim(pa::MaxBlocksPerSeq), 1};
-  if (failed(kernelCall(op,
-                        hostkernels::buildPagedAttention(*kernels, attention),
-                        {q, keys, values, starts, lengths, table, out})))
+  if (failed(call(
+          op,
+          [&] { return hostkernels::buildPagedAttention(*kernels, attention); },
+          [&] { return gpukernels::buildPagedAttention(*kernels, attention); },
+          {q, keys, values, starts, lengths, table, out})))
     return failure();
   define(op.getResult(), out);
   return success();
@@ -530,8 +623,9 @@ LogicalResult Planner::planSwiGLU(tfm::SwiGLUOp op, size_t index) {
       gateSplit.getNumResults() == 2 && gateSplit.getResult(0) == op.getGate() &&
       arrays.lookup(gateSplit.getInput()).dense()) {
     PlanArray out = allocateArray({inner});
-    if (failed(kernelCall(op, hostkernels::buildSwiGLU(*kernels, inner),
-                          {arrays.lookup(gateSplit.getInput()), out})))
+    if (failed(call(op, [&] { return hostkernels::buildSwiGLU(*kernels, inner); },
+                    [&] { return gpukernels::buildSwiGLU(*kernels, inner); },
+                    {arrays.lookup(gateSplit.getInput()), out})))
       return failure();
     define(op.getResult(), out);
     return success();
@@ -542,8 +636,10 @@ LogicalResult Planner::planSwiGLU(tfm::SwiGLUOp op, size_t index) {
     return fail(op, "needs dense gate and up operands");
   PlanArray out = writableAt(op.getGate(), index) ? gate
                                                   : allocateArray({inner});
-  if (failed(kernelCall(op, hostkernels::buildSwiGLUSplit(*kernels, inner),
-                        {gate, up, out})))
+  if (failed(call(
+          op, [&] { return hostkernels::buildSwiGLUSplit(*kernels, inner); },
+          [&] { return gpukernels::buildSwiGLUSplit(*kernels, inner); },
+          {gate, up, out})))
     return failure();
   define(op.getResult(), out);
   return success();
@@ -561,11 +657,12 @@ LogicalResult Planner::planOp(Operation *op, size_t index) {
   if (auto embed = dyn_cast<tfm::EmbedOp>(op)) {
     auto table = cast<RankedTensorType>(embed.getTable().getType());
     PlanArray out = allocateArray({table.getDimSize(1)});
-    if (failed(kernelCall(op,
-                          hostkernels::buildEmbed(*kernels, table.getDimSize(0),
-                                                  table.getDimSize(1)),
-                          {arrays.lookup(embed.getIds()), arrays.lookup(embed.getTable()),
-                           out})))
+    int64_t vocab = table.getDimSize(0), hidden = table.getDimSize(1);
+    if (failed(call(
+            op, [&] { return hostkernels::buildEmbed(*kernels, vocab, hidden); },
+            [&] { return gpukernels::buildEmbed(*kernels, vocab, hidden); },
+            {arrays.lookup(embed.getIds()), arrays.lookup(embed.getTable()),
+             out})))
       return failure();
     define(embed.getResult(), out);
     return success();
@@ -576,10 +673,11 @@ LogicalResult Planner::planOp(Operation *op, size_t index) {
       return fail(op, "needs a dense [tokens, hidden] input");
     int64_t hidden = input.shape[1];
     PlanArray out = allocateArray({hidden});
-    if (failed(kernelCall(op,
-                          hostkernels::buildRmsNorm(
-                              *kernels, hidden, norm.getEps().convertToDouble()),
-                          {input, arrays.lookup(norm.getWeight()), out})))
+    double eps = norm.getEps().convertToDouble();
+    if (failed(call(
+            op, [&] { return hostkernels::buildRmsNorm(*kernels, hidden, eps); },
+            [&] { return gpukernels::buildRmsNorm(*kernels, hidden, eps); },
+            {input, arrays.lookup(norm.getWeight()), out})))
       return failure();
     define(norm.getResult(), out);
     return success();
@@ -604,7 +702,7 @@ LogicalResult Planner::planOp(Operation *op, size_t index) {
       PlanArray view = input;
       int64_t size = cast<RankedTensorType>(piece.getType()).getDimSize(dim);
       view.shape[dim] = size;
-      view.byteOffset += uint64_t(start) * input.strides[dim] * 4;
+      view.byteOffset += uint64_t(start) * input.strides[dim] * elementBytes();
       start += size;
       define(piece, view);
     }
@@ -635,8 +733,9 @@ LogicalResult Planner::planOp(Operation *op, size_t index) {
       return fail(op, "only adds dense [tokens, hidden] arrays of one shape");
     if (!writableAt(into, index))
       return fail(op, "both operands are read again later: add works in place");
-    if (failed(kernelCall(op, hostkernels::buildAdd(*kernels, a.shape[1]),
-                          {a, b})))
+    if (failed(call(op, [&] { return hostkernels::buildAdd(*kernels, a.shape[1]); },
+                    [&] { return gpukernels::buildAdd(*kernels, a.shape[1]); },
+                    {a, b})))
       return failure();
     define(add.getResult(), a);
     return success();
@@ -654,7 +753,7 @@ LogicalResult Planner::planOp(Operation *op, size_t index) {
                   "--canonicalize on decomposed graphs)");
 }
 
-FailureOr<HostPlan> Planner::run() {
+FailureOr<ModelPlan> Planner::run() {
   auto forward = module.lookupSymbol<func::FuncOp>("forward");
   if (!forward || forward.getNumArguments() != 2 ||
       forward.getNumResults() != 1) {
@@ -666,8 +765,13 @@ FailureOr<HostPlan> Planner::run() {
     return failure();
   numLayers = 0; // counted again as attention ops are planned
 
-  hostPlan.spec.kernels.push_back(
-      {"host_kernels", "x86_64", art::KernelFormat::SharedObject, {}, {}});
+  if (onGpu())
+    hostPlan.spec.kernels.push_back(
+        {"gpu_kernels", options.chip, art::KernelFormat::PTX, {}, {}});
+  else
+    hostPlan.spec.kernels.push_back(
+        {"host_kernels", "x86_64", art::KernelFormat::SharedObject, {}, {}});
+  hostPlan.weightType = elementType();
   declareInputs();
   Block &body = forward.getBody().front();
   arrays[body.getArgument(0)] = denseArray(art::ArgKind::Buffer, inputIds,
@@ -696,19 +800,43 @@ FailureOr<HostPlan> Planner::run() {
   }
 
   std::string compileError;
-  FailureOr<std::string> library =
-      compileToSharedObject(*kernels, options.codegen, compileError);
-  if (failed(library)) {
-    error = "compiling the CPU kernels: " + compileError;
+  if (!onGpu()) {
+    FailureOr<std::string> library =
+        compileToSharedObject(*kernels, options.codegen, compileError);
+    if (failed(library)) {
+      error = "compiling the CPU kernels: " + compileError;
+      return failure();
+    }
+    hostPlan.spec.kernels.front().data.assign(library->begin(),
+                                              library->end());
+    return std::move(hostPlan);
+  }
+  NvptxOptions nvptx;
+  nvptx.chip = options.chip;
+  FailureOr<std::string> ptx = compileToPtx(*kernels, nvptx, compileError);
+  if (failed(ptx)) {
+    error = "compiling the GPU kernels: " + compileError;
     return failure();
   }
-  hostPlan.spec.kernels.front().data.assign(library->begin(), library->end());
+  art::Kernel &ptxKernel = hostPlan.spec.kernels.front();
+  ptxKernel.data.assign(ptx->begin(), ptx->end());
+  // The cubin, where ptxas is present, saves the driver's JIT at load; the
+  // PTX stays for other chips and for inspection.
+  FailureOr<std::string> cubin =
+      assembleCubin(*ptx, options.chip, compileError);
+  if (succeeded(cubin)) {
+    art::Kernel cubinKernel = ptxKernel;
+    cubinKernel.name = "gpu_kernels_" + options.chip;
+    cubinKernel.format = art::KernelFormat::Cubin;
+    cubinKernel.data.assign(cubin->begin(), cubin->end());
+    hostPlan.spec.kernels.push_back(std::move(cubinKernel));
+  }
   return std::move(hostPlan);
 }
 } // namespace
 
-FailureOr<HostPlan> optmlir::planForHost(ModuleOp module,
-                                         const HostPlanOptions &options,
+FailureOr<ModelPlan> optmlir::planModel(ModuleOp module,
+                                         const ModelPlanOptions &options,
                                          std::string &error) {
   Planner planner(module, options, error);
   return planner.run();

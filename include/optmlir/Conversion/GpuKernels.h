@@ -1,0 +1,175 @@
+//===- GpuKernels.h - Generators of the NVIDIA GPU kernels ------*- C++ -*-===//
+//
+// Each generator builds one `gpu.func` kernel into the gpu.module
+// `optmlir_kernels` of a ModuleOp (created on first use; the ModuleOp gets
+// `gpu.container_module`), from the static sizes of a model, and returns its
+// name and launch rule. The module is compiled to PTX (and cubin) by
+// optmlir/Target/NvptxCodegen.h; the runtime loads it with cuModuleLoadData
+// and launches each entry with cuLaunchKernel. The kernels have the
+// semantics of the CPU kernels of the same name (HostKernels.h), with the
+// same argument order, plus trailing scalars.
+//
+// ABI (what cuLaunchKernel's `kernelParams` must point at, in order):
+//  - Tensor arguments are plain device pointers (`.param .u64`, an 8-byte
+//    CUdeviceptr), global address space, to dense row-major arrays unless a
+//    row stride is passed. Activations, weights and the KV cache are bf16;
+//    index arrays (ids, positions, slots, query_start, context_len, block
+//    table, rows) are i32. Every pointer must be 16-byte aligned, and every
+//    row stride a multiple of 8 elements, whenever the kernel uses 16-byte
+//    vectors (the inner size is a multiple of 8: all Llama shapes); see
+//    GpuKernel::vectorWidth.
+//  - Then the scalars, each a 4-byte i32 (`.param .u32`): first the row
+//    count (T tokens, or R gathered rows), then the others listed per kernel.
+//  - Math is f32 (loads extend bf16 to f32, stores round to nearest even).
+//  - The block size is fixed at generation time (`blockX`; the PTX carries
+//    it as `.reqntid`, so a launch with another block size fails) and no
+//    kernel uses dynamic shared memory.
+//  - Blocks whose row index is >= the row-count argument return at once,
+//    so the runtime may launch a grid sized for a larger bucket than the
+//    step (CUDA graph replay) and pass the true count.
+//  - Names encode the parameters (as on the CPU), so kernels of several
+//    shapes share a module and building one twice returns the same kernel.
+//  - Index arguments are validated by the runtime; kernels never clamp.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef OPTMLIR_CONVERSION_GPUKERNELS_H
+#define OPTMLIR_CONVERSION_GPUKERNELS_H
+
+#include "optmlir/Conversion/HostKernels.h"
+
+#include "mlir/IR/BuiltinOps.h"
+#include "mlir/Support/LLVM.h"
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace optmlir {
+namespace gpukernels {
+
+/// The gpu.module every generator writes into.
+constexpr const char *kGpuModuleName = "optmlir_kernels";
+
+/// How a kernel is launched for a step with `rows` rows (T tokens; R rows
+/// for gather_rows): grid = (gridXPerRow * rows + gridXFixed, gridY, 1),
+/// block = (blockX, 1, 1), dynamic shared memory dynamicSharedBytes.
+struct LaunchRule {
+  int64_t gridXPerRow = 1;
+  int64_t gridXFixed = 0;
+  int64_t gridY = 1;
+  int64_t blockX = 0;
+  int64_t dynamicSharedBytes = 0;
+
+  int64_t gridX(int64_t rows) const { return gridXPerRow * rows + gridXFixed; }
+};
+
+/// One kernel parameter, in launch order.
+struct KernelArg {
+  enum class Kind { Pointer, I32 };
+  std::string name;
+  Kind kind;
+};
+
+/// What a generator returns: the entry name in the PTX, its launch rule and
+/// its parameters (documentation the runtime can check its wiring against).
+struct GpuKernel {
+  std::string name;
+  LaunchRule launch;
+  std::vector<KernelArg> args;
+  /// Elements per vector access of the bf16 rows (8 = 16-byte accesses).
+  int64_t vectorWidth = 1;
+};
+
+/// embed(ids: i32 [T], table: [V, H], out: [T, H], T)
+///   grid T, one block per token.
+mlir::FailureOr<GpuKernel> buildEmbed(mlir::ModuleOp module, int64_t vocabSize,
+                                      int64_t hidden);
+
+/// gather_rows(x: [?, H], rows: i32 [R], out: [R, H], R)
+///   grid R, one block per gathered row.
+mlir::FailureOr<GpuKernel> buildGatherRows(mlir::ModuleOp module,
+                                           int64_t hidden);
+
+/// rms_norm(x: [T, H], weight: [H], out: [T, H], T)
+///   grid T; `out` may be `x`.
+mlir::FailureOr<GpuKernel> buildRmsNorm(mlir::ModuleOp module, int64_t hidden,
+                                        double eps);
+
+/// add_rms_norm(x: [T, H], residual: [T, H] (in/out), weight: [H],
+///              out: [T, H], T)
+///   residual += x (rounded to bf16, as stored); out = rms_norm(residual).
+///   grid T; `out` may be `x`.
+mlir::FailureOr<GpuKernel> buildAddRmsNorm(mlir::ModuleOp module,
+                                           int64_t hidden, double eps);
+
+/// add(a: [T, H] (in/out), b: [T, H], T): a += b. grid T.
+mlir::FailureOr<GpuKernel> buildAdd(mlir::ModuleOp module, int64_t hidden);
+
+/// add_bias(x: [T, N] (in/out), bias: [N], T): x[t, :] += bias. grid T.
+mlir::FailureOr<GpuKernel> buildAddBias(mlir::ModuleOp module,
+                                        int64_t features);
+
+/// swiglu_split(gate: [T, I], up: [T, I], out: [T, I], T)
+///   out = silu(gate) * up; `out` may be `gate` or `up`. grid T.
+mlir::FailureOr<GpuKernel> buildSwiGLUSplit(mlir::ModuleOp module,
+                                            int64_t intermediate);
+
+/// swiglu(gate_up: [T, 2I], out: [T, I], T)
+///   out = silu(gate) * up, gate first. grid T.
+mlir::FailureOr<GpuKernel> buildSwiGLU(mlir::ModuleOp module,
+                                       int64_t intermediate);
+
+/// rope(q: [T, Hq, D] (in/out), k: [T, Hkv, D] (in/out), positions: i32 [T],
+///      T, q_row_stride, k_row_stride)
+///   As hostkernels::buildRope (same inv_freq table, computed by
+///   hostkernels::computeRopeInvFreq); the row strides are in elements (q
+///   and k may be views into the fused QKV output). grid T.
+mlir::FailureOr<GpuKernel> buildRope(mlir::ModuleOp module,
+                                     const hostkernels::RopeParams &params);
+
+/// kv_write(k: [T, Hkv, D], v: [T, Hkv, D], key_cache: [?, B, Hkv, D],
+///          value_cache: [?, B, Hkv, D], slot_mapping: i32 [T],
+///          T, k_row_stride, v_row_stride)
+///   As hostkernels::buildKvWrite, caches bf16; negative slots skip. grid T.
+mlir::FailureOr<GpuKernel> buildKvWrite(mlir::ModuleOp module,
+                                        const hostkernels::KvCacheShape &cache);
+
+/// paged_attention(q: [T, Hq, D], key_cache: [?, B, Hkv, D],
+///                 value_cache: [?, B, Hkv, D], query_start: i32 [S + 1],
+///                 context_len: i32 [S], block_table: i32 [S, M],
+///                 out: [T, Hq, D] (dense), T, S, q_row_stride, M)
+///   As hostkernels::buildPagedAttention. grid (T, Hq): one block per
+///   (token, query head), which walks the keys of its sequence blockX at a
+///   time with an online softmax. Simple and correct, not fast.
+mlir::FailureOr<GpuKernel>
+buildPagedAttention(mlir::ModuleOp module,
+                    const hostkernels::PagedAttentionParams &params);
+
+struct GemvParams {
+  int64_t n = 0;         // output features N
+  int64_t k = 0;         // input features K
+  int64_t maxTokens = 8; // the kernel serves 1 <= T <= maxTokens, <= 8
+  int64_t warpsPerBlock = 4;
+  /// Warps of a block that share its rows, each summing a slice of K
+  /// (split-K within the block, combined through shared memory): a divisor
+  /// of warpsPerBlock, or 0 for all of them (the fastest measured).
+  int64_t splitK = 0;
+};
+
+/// gemv(x: [T, K], weight: [N, K], y: [T, N], T)
+///   y = x * weight^T for a few tokens (decode): each warp computes
+///   R = min(maxTokens, 4) consecutive output features over its slice of
+///   K, with 16-byte loads of the weight rows, f32 accumulation, a warp
+///   shuffle reduction, then a sum of the splitK slices in shared memory.
+///   grid ceil(N / (R * warpsPerBlock / splitK)) (independent of T),
+///   block 32 * warpsPerBlock. Build variants for maxTokens 1, 2, 4, 8 and
+///   launch the smallest that covers T: a variant computes maxTokens rows
+///   whatever T is (those past T on token T - 1, not stored).
+mlir::FailureOr<GpuKernel> buildGemv(mlir::ModuleOp module,
+                                     const GemvParams &params);
+
+} // namespace gpukernels
+} // namespace optmlir
+
+#endif // OPTMLIR_CONVERSION_GPUKERNELS_H

@@ -1,0 +1,67 @@
+//===- ModelPlan.h - a tfm module compiled for a target ---------*- C++ -*-===//
+//
+// Turns the forward function of a tfm module into the artifact's execution
+// plan: dense matrix products become Gemm commands (BLAS on the host,
+// cuBLASLt on NVIDIA GPUs), everything else calls kernels generated through
+// MLIR for the target (optmlir/Conversion/HostKernels.h or GpuKernels.h); the
+// activations get statically planned buffers sized for the step's token
+// budget, and attention runs over the paged KV cache. The host computes in
+// f32 with f32 weights; GPUs store bf16 and compute in f32.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef OPTMLIR_TARGET_MODELPLAN_H
+#define OPTMLIR_TARGET_MODELPLAN_H
+
+#include "optmlir/Target/HostCodegen.h"
+#include "runtime/artifact/ArtifactTypes.h"
+
+#include "mlir/IR/BuiltinOps.h"
+
+#include <string>
+#include <vector>
+
+namespace optmlir {
+
+enum class PlanTarget { Host, Nvptx };
+
+struct ModelPlanOptions {
+  PlanTarget target = PlanTarget::Host;
+  /// Most packed tokens per step: sizes every activation buffer.
+  int64_t maxTokensPerStep = 2048;
+  /// Tokens per KV-cache block.
+  int64_t blockSize = 16;
+  /// Host code generation.
+  HostCodegenOptions codegen;
+  /// NVIDIA GPU chip, e.g. "sm_90a" or "sm_80".
+  std::string chip = "sm_90a";
+};
+
+/// A weight of the plan: the artifact stores it in the plan's weight dtype
+/// with this shape, made from the checkpoint tensors `parts` concatenated
+/// along dim 0 (one part for a plain weight).
+struct PlannedWeight {
+  std::string name;
+  std::vector<int64_t> shape;
+  std::vector<std::string> parts;
+};
+
+struct ModelPlan {
+  /// Everything but the weights' data: model info, KV layout, plan, kernels.
+  optrt::artifact::ArtifactSpec spec;
+  /// In the order of the plan's weight indices.
+  std::vector<PlannedWeight> weights;
+  /// The element type of weights and activations (F32 host, BF16 GPU).
+  optrt::artifact::DType weightType = optrt::artifact::DType::F32;
+};
+
+/// Plans `module` (an imported tfm module, after any graph passes). On
+/// failure returns failure and sets `error` to one line naming the op that
+/// cannot be planned.
+mlir::FailureOr<ModelPlan> planModel(mlir::ModuleOp module,
+                                     const ModelPlanOptions &options,
+                                     std::string &error);
+
+} // namespace optmlir
+
+#endif // OPTMLIR_TARGET_MODELPLAN_H

@@ -1,0 +1,156 @@
+//===- PlanDecode.cpp - reading a plan's commands, for executors ----------===//
+
+#include "runtime/exec/PlanDecode.h"
+
+#include "runtime/exec/PlanAbi.h"
+
+#include <cstring>
+
+namespace optrt {
+namespace pa = planabi;
+using namespace artifact;
+
+namespace {
+bool decodeExtent(const fb::Arg &arg, Extent &extent) {
+  if (arg.kind() == fb::ArgKind::RuntimeScalar) {
+    extent = {true, arg.index()};
+    return arg.index() >= 0 && arg.index() < pa::NumRuntimeScalars;
+  }
+  extent = {false, arg.index()};
+  return arg.kind() == fb::ArgKind::Int && arg.index() >= 0;
+}
+
+bool isArrayBase(const fb::Arg &arg) {
+  return arg.kind() == fb::ArgKind::Buffer ||
+         arg.kind() == fb::ArgKind::Weight ||
+         arg.kind() == fb::ArgKind::KVCache;
+}
+} // namespace
+
+bool decodePlan(const fb::Plan &plan, bool withLaunch,
+                const BaseAddress &baseAddress,
+                std::vector<DecodedCommand> &commands, std::string &error) {
+  for (const fb::Command *command : *plan.commands()) {
+    DecodedCommand decoded;
+    decoded.kind = command->kind();
+    decoded.name = command->name() ? command->name()->str() : "";
+    decoded.entry = command->entry();
+    std::string where = "command '" + decoded.name + "'";
+    if (decoded.kind != fb::CommandKind::KernelCall &&
+        decoded.kind != fb::CommandKind::Gemm) {
+      error = where + " has kind '" + commandKindName(decoded.kind) +
+              "', which this runtime does not run";
+      return false;
+    }
+    const auto &args = *command->args();
+    size_t i = 0;
+    bool launched = withLaunch && decoded.kind == fb::CommandKind::KernelCall;
+    if (launched) {
+      int64_t values[5];
+      for (int64_t &value : values) {
+        if (i >= args.size() || args.Get(i)->kind() != fb::ArgKind::Int) {
+          error = where + " does not start with its launch";
+          return false;
+        }
+        value = args.Get(i++)->index();
+      }
+      decoded.launch = {values[0], values[1], values[2], values[3], values[4],
+                        {}};
+      if (i >= args.size() || !decodeExtent(*args.Get(i++), decoded.launch.rows)) {
+        error = where + ": its launch names no row count";
+        return false;
+      }
+    }
+    while (i < args.size()) {
+      const fb::Arg *base = args.Get(i++);
+      if (!isArrayBase(*base)) {
+        Extent scalar;
+        if (!launched || !decodeExtent(*base, scalar)) {
+          error = where + ": argument " + std::to_string(i - 1) +
+                  " is neither an array nor a scalar";
+          return false;
+        }
+        decoded.scalars.push_back(scalar);
+        continue;
+      }
+      Operand operand;
+      operand.address = baseAddress(*base, error);
+      if (!operand.address) {
+        error = where + ": " + error;
+        return false;
+      }
+      if (i >= args.size() || args.Get(i)->kind() != fb::ArgKind::Int) {
+        error = where + ": an operand has no rank";
+        return false;
+      }
+      int64_t rank = args.Get(i++)->index();
+      if (rank < 0 || rank > 8 || i + 2 * rank > args.size()) {
+        error = where + ": operand rank " + std::to_string(rank) +
+                " is invalid or its extents are missing";
+        return false;
+      }
+      for (int64_t e = 0; e < 2 * rank; ++e) {
+        Extent extent;
+        if (!decodeExtent(*args.Get(i++), extent)) {
+          error = where + ": an operand extent is neither a size nor a "
+                          "runtime scalar";
+          return false;
+        }
+        (e < rank ? operand.sizes : operand.strides).push_back(extent);
+      }
+      decoded.operands.push_back(std::move(operand));
+    }
+    auto matrix = [](const Operand &operand) {
+      return operand.sizes.size() == 2 && !operand.strides[1].isScalar &&
+             operand.strides[1].value == 1;
+    };
+    if (decoded.kind == fb::CommandKind::Gemm &&
+        (decoded.operands.size() != 3 ||
+         !std::all_of(decoded.operands.begin(), decoded.operands.end(),
+                      matrix))) {
+      error = where + ": a gemm takes three 2-D operands with unit column "
+                      "stride";
+      return false;
+    }
+    commands.push_back(std::move(decoded));
+  }
+  return true;
+}
+
+void fillStepInputs(const StepBatch &batch, const ExecutorLimits &limits,
+                    int64_t maxBlocksPerSeq, const StepInputs &inputs,
+                    int64_t *scalars) {
+  int64_t numTokens = batch.tokens.size();
+  int64_t numSeqs = batch.sequences.size();
+  int64_t numRows = batch.logitRows.size();
+  scalars[pa::NumTokens] = numTokens;
+  scalars[pa::NumLogitRows] = numRows;
+  scalars[pa::NumSeqs] = numSeqs;
+  scalars[pa::NumSeqsPlusOne] = numSeqs + 1;
+  scalars[pa::MaxBlocksPerSeq] = maxBlocksPerSeq;
+  scalars[pa::NumBlocks] = limits.numBlocks;
+
+  std::memcpy(inputs.inputIds, batch.tokens.data(), numTokens * 4);
+  std::memcpy(inputs.positions, batch.positions.data(), numTokens * 4);
+  std::memcpy(inputs.logitRows, batch.logitRows.data(), numRows * 4);
+  int32_t next = 0;
+  for (int64_t s = 0; s < numSeqs; ++s) {
+    const SequenceSlice &seq = batch.sequences[s];
+    inputs.queryStart[s] = next;
+    inputs.contextLen[s] = seq.contextLength;
+    int64_t numBlocks =
+        std::min<int64_t>(seq.blockTable->size(), maxBlocksPerSeq);
+    std::memcpy(inputs.blockTable + s * maxBlocksPerSeq,
+                seq.blockTable->data(), numBlocks * 4);
+    for (int32_t j = 0; j < seq.numQueryTokens; ++j) {
+      int32_t position = seq.contextLength - seq.numQueryTokens + j;
+      inputs.slotMapping[next + j] =
+          (*seq.blockTable)[position / limits.blockSize] * limits.blockSize +
+          position % limits.blockSize;
+    }
+    next += seq.numQueryTokens;
+  }
+  inputs.queryStart[numSeqs] = next;
+}
+
+} // namespace optrt

@@ -1,0 +1,79 @@
+//===- PlanDecode.h - reading a plan's commands, for executors --*- C++ -*-===//
+//
+// What every executor does the same way: decode a command's arguments
+// (PlanAbi.h) once at load, and fill a step's input arrays from a StepBatch.
+// Addresses are integers so that host and device memory look alike.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef OPTMLIR_RUNTIME_EXEC_PLANDECODE_H
+#define OPTMLIR_RUNTIME_EXEC_PLANDECODE_H
+
+#include "runtime/artifact/Artifact.h"
+#include "runtime/exec/ModelExecutor.h"
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace optrt {
+
+/// A size, stride or scalar: static, or a runtime scalar's index.
+struct Extent {
+  bool isScalar = false;
+  int64_t value = 0;
+  int64_t resolve(const int64_t *scalars) const {
+    return isScalar ? scalars[value] : value;
+  }
+};
+
+/// A strided array operand, its base address with the offset applied.
+struct Operand {
+  uint64_t address = 0;
+  std::vector<Extent> sizes, strides;
+};
+
+/// A GPU kernel launch (PlanAbi.h): grid x = perRow * rows + fixed.
+struct Launch {
+  int64_t gridXPerRow = 0, gridXFixed = 0, gridY = 1, blockX = 0,
+          sharedBytes = 0;
+  Extent rows;
+};
+
+struct DecodedCommand {
+  fb::CommandKind kind;
+  std::string name;
+  uint32_t entry = 0;
+  Launch launch; // GPU kernel calls only
+  std::vector<Operand> operands;
+  std::vector<Extent> scalars; // GPU kernel calls only, after the operands
+};
+
+/// The address of an array argument's base (Buffer, Weight or KVCache, with
+/// its index and offset), or 0 when it names nothing.
+using BaseAddress =
+    std::function<uint64_t(const fb::Arg &base, std::string &error)>;
+
+/// Decodes every command of `plan`. `withLaunch`: kernel calls start with a
+/// launch and end with scalars (GPU plans).
+bool decodePlan(const fb::Plan &plan, bool withLaunch,
+                const BaseAddress &baseAddress,
+                std::vector<DecodedCommand> &commands, std::string &error);
+
+/// Host pointers to the step's input arrays (PlanAbi.h), each sized for the
+/// plan's limits.
+struct StepInputs {
+  int32_t *inputIds, *positions, *slotMapping, *queryStart, *contextLen,
+      *blockTable, *logitRows;
+};
+
+/// Fills `inputs` from a validated `batch` and sets the runtime scalars;
+/// the block table has `maxBlocksPerSeq` columns.
+void fillStepInputs(const StepBatch &batch, const ExecutorLimits &limits,
+                    int64_t maxBlocksPerSeq, const StepInputs &inputs,
+                    int64_t *scalars);
+
+} // namespace optrt
+
+#endif // OPTMLIR_RUNTIME_EXEC_PLANDECODE_H

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Prepares ./carry (git-ignored) for scripts/gpu-check.sh on the GPU machine:
+# the runtime binaries built here, the libraries they need that the GPU
+# machine may lack, the main model compiled for sm_90a, and the references.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+build=${OPTMLIR_BUILD_DIR:-$root/build}
+shared=${OPTMLIR_SHARED_MODELS_DIR:-$root/../shared/models}
+carry=$root/carry
+rm -rf "$carry" && mkdir -p "$carry/bin" "$carry/lib" "$carry/shared/ref"
+cp "$build/bin/optrun" "$build/bin/CpuExecutorTest" "$build/bin/CudaRuntimeTest" "$carry/bin/"
+cp -L /lib/x86_64-linux-gnu/libpcre2-8.so.0 "$carry/lib/"
+"$build/bin/optc" compile "$shared/main" --target=sm_90a -o "$carry/main.sm_90a.optpkg"
+cp "$shared/ref/reference_logits.safetensors" "$carry/shared/ref/"
+cp "$shared/eval/dev.jsonl" "$carry/"
+du -sh "$carry"
