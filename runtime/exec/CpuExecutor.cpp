@@ -19,9 +19,12 @@
 #include <dlfcn.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <string_view>
+#include <thread>
 
 namespace optrt {
 namespace {
@@ -121,9 +124,13 @@ public:
   bool step(const StepBatch &batch, float *logits,
             std::string &error) override;
   void copyBlocks(const std::vector<BlockCopy> &copies) override;
+  DeviceCeilings measureCeilings() override;
 
 private:
   bool decode(std::string &error);
+  /// Lays out and fills the weights of a --random-weights artifact in host
+  /// memory (real weights are copied, virtual ones generated from `seed`).
+  bool makeRandomWeights(uint64_t seed, std::string &error);
   /// Fills `words` with the memref descriptor of `operand`: allocated and
   /// aligned pointers, offset 0, sizes, strides.
   void describe(const Operand &operand, std::vector<int64_t> &words) const;
@@ -135,6 +142,9 @@ private:
   std::unique_ptr<HostModule> kernels;
   std::vector<AlignedBytes> buffers;
   std::vector<uint64_t> bufferSizes;
+  /// Where each weight's bytes are: in the mapping, or in randomWeights.
+  std::vector<const uint8_t *> weightPointers;
+  AlignedBytes randomWeights;
   /// Per layer: keys then values, each [numBlocks, B, Hkv, D] f32.
   std::vector<AlignedBytes> kvCache;
   uint64_t kvBlockBytes = 0;
@@ -164,10 +174,6 @@ bool CpuExecutor::load(const ExecutorOptions &options, std::string &error) {
       model.activation_dtype() != fb::DType::F32)
     return error = "the artifact is not compiled for the CPU target "
                    "(f32 activations and KV cache)",
-           false;
-  if (artifact.hasVirtualWeights())
-    return error = "the artifact has no weight data (--random-weights): the "
-                   "CPU executor needs real weights",
            false;
   if (!plan.runtime_scalars() ||
       plan.runtime_scalars()->size() != pa::NumRuntimeScalars)
@@ -240,7 +246,112 @@ bool CpuExecutor::load(const ExecutorOptions &options, std::string &error) {
     return false;
   if (options.numThreads > 0 && blas->setNumThreads)
     blas->setNumThreads(options.numThreads);
+  for (size_t i = 0; i < artifact.numWeights(); ++i)
+    weightPointers.push_back(artifact.weightData(i));
+  if (artifact.hasVirtualWeights() &&
+      !makeRandomWeights(options.randomSeed, error))
+    return false;
   return decode(error);
+}
+
+bool CpuExecutor::makeRandomWeights(uint64_t seed, std::string &error) {
+  std::vector<uint64_t> offsets;
+  uint64_t total = 0;
+  for (size_t i = 0; i < artifact.numWeights(); ++i) {
+    const fb::WeightEntry &w = artifact.weight(i);
+    if (w.no_data() && w.dtype() != fb::DType::F32)
+      return error = "virtual weight '" + w.name()->str() +
+                     "' is not f32: the CPU executor fills only f32 weights",
+             false;
+    offsets.push_back(total);
+    total += (w.size() + 63) / 64 * 64;
+  }
+  if (!(randomWeights = allocateBytes(total)))
+    return error = "out of memory for the random weights (" +
+                   std::to_string(total >> 20) + " MiB)",
+           false;
+  // Elements are independent (counter-based values): split each weight
+  // over all cores.
+  unsigned numThreads = std::max(1u, std::thread::hardware_concurrency());
+  for (size_t i = 0; i < artifact.numWeights(); ++i) {
+    const fb::WeightEntry &w = artifact.weight(i);
+    uint8_t *dst = randomWeights.get() + offsets[i];
+    weightPointers[i] = dst;
+    if (!w.no_data()) {
+      std::memcpy(dst, artifact.weightData(i), w.size());
+      continue;
+    }
+    bool isNorm = w.shape() && w.shape()->size() == 1 &&
+                  w.name()->string_view().find("norm") != std::string::npos;
+    float *values = reinterpret_cast<float *>(dst);
+    uint64_t count = w.size() / sizeof(float);
+    uint64_t perThread = (count + numThreads - 1) / numThreads;
+    std::vector<std::thread> threads;
+    for (unsigned t = 0; t < numThreads && t * perThread < count; ++t)
+      threads.emplace_back([=] {
+        uint64_t end = std::min(count, (t + 1) * perThread);
+        for (uint64_t e = t * perThread; e < end; ++e)
+          values[e] = randomWeightValue(seed, i, e, isNorm);
+      });
+    for (std::thread &thread : threads)
+      thread.join();
+  }
+  return true;
+}
+
+/// The processor's name from /proc/cpuinfo ("" if none).
+std::string cpuName() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("model name", 0) == 0) {
+      size_t start = line.find_first_not_of(" \t", line.find(':') + 1);
+      return start == std::string::npos ? "" : line.substr(start);
+    }
+  return "";
+}
+
+DeviceCeilings CpuExecutor::measureCeilings() {
+  using Clock = std::chrono::steady_clock;
+  auto seconds = [](Clock::time_point a, Clock::time_point b) {
+    return std::chrono::duration<double>(b - a).count();
+  };
+  DeviceCeilings ceilings;
+  ceilings.deviceName = cpuName();
+  // Copy: 256 MiB, far beyond the caches; best of a few (read + write).
+  constexpr uint64_t kCopyBytes = 256ull << 20;
+  AlignedBytes src = allocateBytes(kCopyBytes), dst = allocateBytes(kCopyBytes);
+  if (src && dst) {
+    std::memset(src.get(), 1, kCopyBytes);
+    std::memset(dst.get(), 2, kCopyBytes);
+    double best = 0;
+    for (int r = 0; r < 5; ++r) {
+      auto start = Clock::now();
+      std::memcpy(dst.get(), src.get(), kCopyBytes);
+      double s = seconds(start, Clock::now());
+      if (s > 0)
+        best = std::max(best, 2.0 * kCopyBytes / s);
+    }
+    ceilings.copyBytesPerSecond = best;
+  }
+  // Matmul: a square sgemm, random-ish data (zeros can run faster).
+  constexpr int64_t kN = 2048;
+  std::vector<float> a(kN * kN), b(kN * kN), c(kN * kN);
+  for (int64_t i = 0; i < kN * kN; ++i) {
+    a[i] = randomWeightValue(1, 0, i, false);
+    b[i] = randomWeightValue(1, 1, i, false);
+  }
+  double best = 0;
+  for (int r = 0; r < 4; ++r) {
+    auto start = Clock::now();
+    blas->sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, kN, kN, kN, 1.0f,
+                a.data(), kN, b.data(), kN, 0.0f, c.data(), kN);
+    double s = seconds(start, Clock::now());
+    if (r > 0 && s > 0) // the first call warms up BLAS's threads
+      best = std::max(best, 2.0 * kN * kN * kN / s);
+  }
+  ceilings.matmulFlopsPerSecond = best;
+  return ceilings;
 }
 
 bool CpuExecutor::decode(std::string &error) {
@@ -249,7 +360,7 @@ bool CpuExecutor::decode(std::string &error) {
     case fb::ArgKind::Buffer:
       return uint64_t(buffers[base.index()].get() + base.offset());
     case fb::ArgKind::Weight:
-      return uint64_t(artifact.weightData(base.index()) + base.offset());
+      return uint64_t(weightPointers[base.index()] + base.offset());
     case fb::ArgKind::KVCache:
       if (base.offset() <= pa::Values)
         return uint64_t(kvCache[2 * base.index() + base.offset()].get());

@@ -19,7 +19,9 @@
 #include "runtime/exec/PlanAbi.h"
 #include "runtime/exec/PlanDecode.h"
 
+#include <algorithm>
 #include <cstring>
+#include <thread>
 
 namespace optrt {
 namespace {
@@ -35,8 +37,14 @@ public:
   bool step(const StepBatch &batch, float *logits,
             std::string &error) override;
   void copyBlocks(const std::vector<BlockCopy> &copies) override;
+  DeviceCeilings measureCeilings() override;
 
 private:
+  /// Uploads the weights of a --random-weights artifact: real ones copied,
+  /// virtual ones generated on the host from `seed` in chunks and copied up
+  /// through two pinned buffers (generation overlaps the previous copy).
+  /// Not product compute, so no generated kernel is needed for it.
+  bool uploadRandomWeights(uint64_t seed, std::string &error);
   /// The kernel image for this device: its chip's cubin, else the PTX.
   const fb::Kernel *chooseImage(std::string &error) const;
 
@@ -47,7 +55,12 @@ private:
   std::unique_ptr<CublasLtGemm> gemm;
   std::unique_ptr<CudaModule> module;
   std::vector<CudaKernel> kernels; // per command; unused for gemms
+  /// Per command: the GEMV kernels of its variants (gemms only).
+  std::vector<std::vector<CudaKernel>> gemvKernels;
   DeviceBuffer weights;
+  /// Each weight's offset in `weights` (the blob's, or our own layout when
+  /// the artifact has virtual weights).
+  std::vector<uint64_t> weightOffsets;
   std::vector<DeviceBuffer> buffers;
   std::vector<DeviceBuffer> kvCache; // per layer: keys, values
   uint64_t kvBlockBytes = 0;
@@ -95,9 +108,6 @@ bool CudaExecutor::load(const ExecutorOptions &options, std::string &error) {
     return error = "the artifact is not compiled for a GPU target (bf16 "
                    "activations and KV cache)",
            false;
-  if (artifact.hasVirtualWeights())
-    return error = "random weights are not generated on the device yet",
-           false;
   if (!(device = CudaDevice::create(0, error)) || !stream.create(error) ||
       !(gemm = CublasLtGemm::create(stream.handle(), error)))
     return false;
@@ -133,10 +143,17 @@ bool CudaExecutor::load(const ExecutorOptions &options, std::string &error) {
       return false;
   }
 
-  if (!weights.create(std::max<uint64_t>(artifact.blobSize(), 1), error) ||
-      !stream.copyToDevice(weights.ptr(), artifact.blobData(),
-                           artifact.blobSize(), error))
-    return false;
+  if (artifact.hasVirtualWeights()) {
+    if (!uploadRandomWeights(options.randomSeed, error))
+      return false;
+  } else {
+    for (size_t i = 0; i < artifact.numWeights(); ++i)
+      weightOffsets.push_back(artifact.weight(i).offset());
+    if (!weights.create(std::max<uint64_t>(artifact.blobSize(), 1), error) ||
+        !stream.copyToDevice(weights.ptr(), artifact.blobData(),
+                             artifact.blobSize(), error))
+      return false;
+  }
   for (const fb::Buffer *buffer : *plan.buffers()) {
     buffers.emplace_back();
     if (!buffers.back().create(std::max<uint64_t>(buffer->size_bytes(), 1),
@@ -173,8 +190,7 @@ bool CudaExecutor::load(const ExecutorOptions &options, std::string &error) {
     case fb::ArgKind::Buffer:
       return buffers[base.index()].ptr() + base.offset();
     case fb::ArgKind::Weight:
-      return weights.ptr() + artifact.weight(base.index()).offset() +
-             base.offset();
+      return weights.ptr() + weightOffsets[base.index()] + base.offset();
     case fb::ArgKind::KVCache:
       if (base.offset() <= pa::Values)
         return kvCache[2 * base.index() + base.offset()].ptr();
@@ -190,6 +206,16 @@ bool CudaExecutor::load(const ExecutorOptions &options, std::string &error) {
   const auto *entries = image->entry_points();
   for (const DecodedCommand &command : commands) {
     kernels.emplace_back();
+    gemvKernels.emplace_back();
+    for (const GemvVariant &variant : command.gemvVariants) {
+      gemvKernels.back().emplace_back();
+      if (!entries || variant.entry >= entries->size())
+        return error = "command '" + command.name + "' names no GEMV entry",
+               false;
+      if (!module->getKernel(entries->Get(variant.entry)->string_view(),
+                             gemvKernels.back().back(), error))
+        return false;
+    }
     if (command.kind != fb::CommandKind::KernelCall)
       continue;
     if (!entries || command.entry >= entries->size())
@@ -242,7 +268,29 @@ bool CudaExecutor::step(const StepBatch &batch, float *logits,
       problem.a = a.address;
       problem.b = b.address;
       problem.c = c.address;
-      if (problem.m && !gemm->run(problem, error))
+      if (!problem.m)
+        continue;
+      size_t variant = 0;
+      while (variant < command.gemvVariants.size() &&
+             command.gemvVariants[variant].maxTokens < problem.m)
+        ++variant;
+      if (variant < command.gemvVariants.size()) {
+        const Launch &launch = command.gemvVariants[variant].launch;
+        uint64_t x = problem.a, w = problem.b, y = problem.c;
+        int32_t tokens = int32_t(problem.m);
+        std::vector<void *> gemvArgs = {&x, &w, &y, &tokens};
+        LaunchConfig config;
+        config.grid[0] =
+            unsigned(launch.gridXPerRow * problem.m + launch.gridXFixed);
+        config.grid[1] = unsigned(launch.gridY);
+        config.block[0] = unsigned(launch.blockX);
+        config.sharedBytes = unsigned(launch.sharedBytes);
+        if (!launchKernel(gemvKernels[index][variant], config, stream.handle(),
+                          gemvArgs, error))
+          return error = "command '" + command.name + "': " + error, false;
+        continue;
+      }
+      if (!gemm->run(problem, error))
         return error = "command '" + command.name + "': " + error, false;
       continue;
     }
@@ -281,6 +329,139 @@ bool CudaExecutor::step(const StepBatch &batch, float *logits,
     std::memcpy(&logits[i], &bits, 4);
   }
   return true;
+}
+
+/// f32 to bf16, rounding to nearest even (the values here are finite).
+uint16_t toBF16(float value) {
+  uint32_t bits;
+  std::memcpy(&bits, &value, 4);
+  bits += 0x7fff + ((bits >> 16) & 1);
+  return uint16_t(bits >> 16);
+}
+
+/// Fills `out[0, count)` with elements [first, first + count) of virtual
+/// weight `weight` as bf16, on all cores.
+void fillRandomBF16(uint64_t seed, uint64_t weight, bool isNorm,
+                    uint64_t first, uint64_t count, uint16_t *out) {
+  unsigned numThreads = std::max(1u, std::thread::hardware_concurrency());
+  uint64_t perThread = (count + numThreads - 1) / numThreads;
+  std::vector<std::thread> threads;
+  for (unsigned t = 0; t < numThreads && t * perThread < count; ++t)
+    threads.emplace_back([=] {
+      uint64_t end = std::min(count, (t + 1) * perThread);
+      for (uint64_t e = t * perThread; e < end; ++e)
+        out[e] = toBF16(randomWeightValue(seed, weight, first + e, isNorm));
+    });
+  for (std::thread &thread : threads)
+    thread.join();
+}
+
+bool CudaExecutor::uploadRandomWeights(uint64_t seed, std::string &error) {
+  uint64_t total = 0;
+  for (size_t i = 0; i < artifact.numWeights(); ++i) {
+    const fb::WeightEntry &w = artifact.weight(i);
+    if (w.no_data() && w.dtype() != fb::DType::BF16)
+      return error = "virtual weight '" + w.name()->str() +
+                     "' is not bf16: the CUDA executor fills only bf16 "
+                     "weights",
+             false;
+    weightOffsets.push_back(total);
+    total += (w.size() + 255) / 256 * 256;
+  }
+  if (!weights.create(std::max<uint64_t>(total, 1), error))
+    return false;
+  constexpr uint64_t kChunkElements = 16ull << 20; // 32 MiB of bf16
+  PinnedBuffer staging[2];
+  for (PinnedBuffer &buffer : staging)
+    if (!buffer.create(kChunkElements * 2, error))
+      return false;
+  int next = 0;
+  for (size_t i = 0; i < artifact.numWeights(); ++i) {
+    const fb::WeightEntry &w = artifact.weight(i);
+    CUdeviceptr dst = weights.ptr() + weightOffsets[i];
+    if (!w.no_data()) {
+      if (!stream.copyToDevice(dst, artifact.weightData(i), w.size(), error))
+        return false;
+      continue;
+    }
+    bool isNorm = w.shape() && w.shape()->size() == 1 &&
+                  w.name()->string_view().find("norm") != std::string::npos;
+    uint64_t count = w.size() / 2;
+    for (uint64_t first = 0; first < count; first += kChunkElements) {
+      uint64_t n = std::min(kChunkElements, count - first);
+      uint16_t *host = staging[next].as<uint16_t>();
+      fillRandomBF16(seed, i, isNorm, first, n, host);
+      // The copy from this buffer two chunks ago finished at the previous
+      // synchronize; the one from the other buffer overlaps the fill above.
+      if (!stream.synchronize(error) ||
+          !stream.copyToDevice(dst + first * 2, host, n * 2, error))
+        return false;
+      next ^= 1;
+    }
+  }
+  return stream.synchronize(error);
+}
+
+DeviceCeilings CudaExecutor::measureCeilings() {
+  DeviceCeilings ceilings;
+  ceilings.deviceName = device->info().name;
+  std::string error;
+  CudaEvent start, end;
+  if (!start.create(true, error) || !end.create(true, error))
+    return ceilings;
+  // Times `run` `repeats` times after one warm-up; the median in seconds.
+  auto timeMedian = [&](int repeats, auto run) -> double {
+    if (!run())
+      return 0;
+    std::vector<double> times;
+    for (int r = 0; r < repeats; ++r) {
+      float ms = 0;
+      if (!start.record(stream, error) || !run() ||
+          !end.record(stream, error) || !end.synchronize(error) ||
+          !CudaEvent::elapsedMs(start, end, ms, error))
+        return 0;
+      times.push_back(ms * 1e-3);
+    }
+    std::sort(times.begin(), times.end());
+    return times[times.size() / 2];
+  };
+
+  // Copy: 1 GiB device to device, counted as bytes read plus written.
+  constexpr uint64_t kCopyBytes = 1ull << 30;
+  {
+    DeviceBuffer src, dst;
+    if (src.create(kCopyBytes, error) && dst.create(kCopyBytes, error) &&
+        stream.memset(src.ptr(), 1, kCopyBytes, error)) {
+      double s = timeMedian(10, [&] {
+        return stream.copyOnDevice(dst.ptr(), src.ptr(), kCopyBytes, error);
+      });
+      if (s > 0)
+        ceilings.copyBytesPerSecond = 2.0 * kCopyBytes / s;
+    }
+  }
+  // Matmul: an 8192^3 bf16 GEMM through cuBLASLt on random data (zeros can
+  // run faster than real data).
+  constexpr int64_t kN = 8192;
+  constexpr uint64_t kBytes = uint64_t(kN) * kN * 2;
+  DeviceBuffer a, b, c;
+  PinnedBuffer host;
+  if (!a.create(kBytes, error) || !b.create(kBytes, error) ||
+      !c.create(kBytes, error) || !host.create(kBytes, error))
+    return ceilings;
+  fillRandomBF16(1, 0, false, 0, uint64_t(kN) * kN, host.as<uint16_t>());
+  if (!stream.copyToDevice(a.ptr(), host.data(), kBytes, error) ||
+      !stream.copyToDevice(b.ptr(), host.data(), kBytes, error) ||
+      !stream.synchronize(error))
+    return ceilings;
+  GemmProblem problem;
+  problem.m = problem.n = problem.k = kN;
+  problem.a = a.ptr();
+  problem.b = b.ptr();
+  problem.c = c.ptr();
+  double s = timeMedian(10, [&] { return gemm->run(problem, error); });
+  if (s > 0)
+    ceilings.matmulFlopsPerSecond = 2.0 * kN * kN * kN / s;
+  return ceilings;
 }
 
 void CudaExecutor::copyBlocks(const std::vector<BlockCopy> &copies) {

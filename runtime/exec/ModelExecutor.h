@@ -69,6 +69,19 @@ struct ExecutorOptions {
   uint64_t kvCacheBytes = 256ull << 20;
   /// Host threads for the CPU executor (0: all cores).
   int32_t numThreads = 0;
+  /// Seed of the values that fill virtual weights (--random-weights
+  /// artifacts): uniform in [-0.05, 0.05], norm weights near 1.
+  uint64_t randomSeed = 0;
+};
+
+/// What the device can do at best, measured on it (for rooflines).
+struct DeviceCeilings {
+  /// A large device-to-device copy, bytes read plus bytes written per second.
+  double copyBytesPerSecond = 0;
+  /// A large dense matrix product in the executor's compute type.
+  double matmulFlopsPerSecond = 0;
+  /// The device's name ("" if unknown).
+  std::string deviceName;
 };
 
 class ModelExecutor {
@@ -87,7 +100,27 @@ public:
 
   /// Copies whole KV blocks (all layers), for copy-on-write after forks.
   virtual void copyBlocks(const std::vector<BlockCopy> &copies) = 0;
+
+  /// Measures the copy bandwidth and matmul peak of the executor's device
+  /// (takes a second or so). Zeros where an executor cannot measure.
+  virtual DeviceCeilings measureCeilings() { return {}; }
 };
+
+/// Element `index` of virtual weight number `weight`, filled from `seed`.
+/// Counter-based (a splitmix64 finalizer of seed, weight and index), so any
+/// chunk can be computed on its own thread and every executor fills the
+/// same values: uniform in [-0.05, 0.05], or in [0.95, 1.05] for norm
+/// weights (a norm of small random weights would shrink every activation).
+inline float randomWeightValue(uint64_t seed, uint64_t weight, uint64_t index,
+                               bool isNorm) {
+  uint64_t z = seed + 0x9e3779b97f4a7c15ull * (weight + 1) +
+               0xbf58476d1ce4e5b9ull * index;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  z ^= z >> 31;
+  float unit = float(z >> 40) * (1.0f / 16777216.0f); // [0, 1)
+  return (isNorm ? 0.95f : -0.05f) + 0.1f * unit;
+}
 
 /// The executor for the artifact's host (CPU) kernels. The artifact must
 /// outlive it.

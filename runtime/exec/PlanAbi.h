@@ -11,6 +11,15 @@
 // descriptor per operand to the kernel's C interface, in order. A Gemm is
 // C[M, N] = A[M, K] * B[N, K]^T with operands A, B, C.
 //
+// GPU plans (PTX/cubin kernels) add launches: a KernelCall starts with
+//   [Int gridXPerRow][Int gridXFixed][Int gridY][Int blockX][Int sharedBytes]
+//   [RuntimeScalar rows]
+// (grid x = gridXPerRow * rows + gridXFixed), then its array operands, whose
+// base pointers are passed, then its i32 scalars (Int or RuntimeScalar). A
+// Gemm may end with GEMV variants for few rows, 7 Ints each:
+//   [maxTokens][entry][gridXPerRow][gridXFixed][gridY][blockX][sharedBytes]
+// launched as gemv(A, B, C, M) when M <= maxTokens.
+//
 //===----------------------------------------------------------------------===//
 
 #ifndef OPTMLIR_RUNTIME_EXEC_PLANABI_H

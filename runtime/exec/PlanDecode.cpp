@@ -63,6 +63,29 @@ bool decodePlan(const fb::Plan &plan, bool withLaunch,
     }
     while (i < args.size()) {
       const fb::Arg *base = args.Get(i++);
+      if (!isArrayBase(*base) && withLaunch &&
+          decoded.kind == fb::CommandKind::Gemm) {
+        int64_t values[7];
+        values[0] = base->index();
+        for (int v = 1; v < 7; ++v) {
+          if (i >= args.size() || args.Get(i)->kind() != fb::ArgKind::Int) {
+            error = where + ": a GEMV variant needs 7 integers";
+            return false;
+          }
+          values[v] = args.Get(i++)->index();
+        }
+        if (base->kind() != fb::ArgKind::Int || values[0] < 1) {
+          error = where + ": a GEMV variant has no token bound";
+          return false;
+        }
+        GemvVariant variant;
+        variant.maxTokens = values[0];
+        variant.entry = uint32_t(values[1]);
+        variant.launch = {values[2], values[3], values[4], values[5],
+                          values[6], {}};
+        decoded.gemvVariants.push_back(variant);
+        continue;
+      }
       if (!isArrayBase(*base)) {
         Extent scalar;
         if (!launched || !decodeExtent(*base, scalar)) {

@@ -41,6 +41,13 @@ struct Launch {
   Extent rows;
 };
 
+/// A generated kernel that computes a Gemm for at most maxTokens rows.
+struct GemvVariant {
+  int64_t maxTokens = 0;
+  uint32_t entry = 0;
+  Launch launch;
+};
+
 struct DecodedCommand {
   fb::CommandKind kind;
   std::string name;
@@ -48,6 +55,7 @@ struct DecodedCommand {
   Launch launch; // GPU kernel calls only
   std::vector<Operand> operands;
   std::vector<Extent> scalars; // GPU kernel calls only, after the operands
+  std::vector<GemvVariant> gemvVariants; // GPU gemms only, smallest first
 };
 
 /// The address of an array argument's base (Buffer, Weight or KVCache, with

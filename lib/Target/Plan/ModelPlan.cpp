@@ -512,6 +512,30 @@ LogicalResult Planner::planLinear(tfm::LinearOp op) {
   appendArray(gemm, a);
   appendArray(gemm, weight);
   appendArray(gemm, out);
+  // On GPUs a few tokens (decode) read the weight faster through generated
+  // GEMV kernels than through cuBLASLt: variants for up to 1, 2 and 4 rows
+  // (PlanAbi.h), the executor launches the smallest that covers the step.
+  if (onGpu() && a.dense() && out.dense() && weight.dense()) {
+    int64_t k = input.shape[1];
+    for (int64_t maxTokens : {1, 2, 4}) {
+      gpukernels::GemvParams params;
+      params.n = outFeatures;
+      params.k = k;
+      params.maxTokens = maxTokens;
+      FailureOr<gpukernels::GpuKernel> gemv =
+          gpukernels::buildGemv(*kernels, params);
+      if (failed(gemv))
+        return fail(op, "cannot generate its GEMV kernel");
+      uint32_t entry;
+      if (failed(addEntry(gemv->name, entry)))
+        return failure();
+      const gpukernels::LaunchRule &launch = gemv->launch;
+      for (int64_t value : {maxTokens, int64_t(entry), launch.gridXPerRow,
+                            launch.gridXFixed, launch.gridY, launch.blockX,
+                            launch.dynamicSharedBytes})
+        gemm.args.push_back(art::Arg::integer(value));
+    }
+  }
   hostPlan.spec.plan.commands.push_back(std::move(gemm));
   if (op.getBias() &&
       failed(call(
