@@ -234,7 +234,7 @@ bool CpuExecutor::load(const ExecutorOptions &options, std::string &error) {
                      "' buffer",
              false;
 
-  if (artifact.numKernels() != 1 ||
+  if (artifact.numKernels() == 0 ||
       artifact.kernel(0).format() != fb::KernelFormat::SharedObject)
     return error = "the artifact carries no host kernel library", false;
   const fb::Kernel &library = artifact.kernel(0);

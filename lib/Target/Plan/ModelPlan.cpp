@@ -825,14 +825,23 @@ FailureOr<ModelPlan> Planner::run() {
 
   std::string compileError;
   if (!onGpu()) {
-    FailureOr<std::string> library =
-        compileToSharedObject(*kernels, options.codegen, compileError);
-    if (failed(library)) {
+    FailureOr<HostBinary> binary =
+        compileToBinary(*kernels, options.codegen, compileError);
+    if (failed(binary)) {
       error = "compiling the CPU kernels: " + compileError;
       return failure();
     }
-    hostPlan.spec.kernels.front().data.assign(library->begin(),
-                                              library->end());
+    art::Kernel &library = hostPlan.spec.kernels.front();
+    library.data.assign(binary->sharedObject.begin(),
+                        binary->sharedObject.end());
+    // The relocatable object too, for inspection (optrun inspect
+    // --extract-kernels writes it as host_kernels_object.o); the runtime
+    // loads the shared object.
+    art::Kernel object = library;
+    object.name = "host_kernels_object";
+    object.format = art::KernelFormat::Object;
+    object.data.assign(binary->object.begin(), binary->object.end());
+    hostPlan.spec.kernels.push_back(std::move(object));
     return std::move(hostPlan);
   }
   NvptxOptions nvptx;
