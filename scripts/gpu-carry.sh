@@ -11,6 +11,15 @@ rm -rf "$carry" && mkdir -p "$carry/bin" "$carry/lib" "$carry/shared/ref"
 cp "$build/bin/optrun" "$build/bin/CpuExecutorTest" "$build/bin/CudaRuntimeTest" "$carry/bin/"
 cp -L /lib/x86_64-linux-gnu/libpcre2-8.so.0 "$carry/lib/"
 "$build/bin/optc" compile "$shared/main" --target=sm_90a -o "$carry/main.sm_90a.optpkg"
+# For bench/run_gpu_bench.sh: the benchmark shapes with random weights (no
+# weight data: a few hundred KiB each) and the main model's config for the
+# transformers baseline.
+for shape in llama-3.2-1b llama-2-7b; do
+  "$build/bin/optc" compile --config "$root/bench/configs/$shape.json" --random-weights \
+    --target=sm_90a -o "$carry/$shape.sm_90a.optpkg"
+done
+mkdir -p "$carry/configs"
+cp "$shared/main/config.json" "$carry/configs/main.json"
 cp "$shared/ref/reference_logits.safetensors" "$carry/shared/ref/"
 cp "$shared/eval/dev.jsonl" "$carry/"
 du -sh "$carry"

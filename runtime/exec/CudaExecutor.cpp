@@ -15,6 +15,7 @@
 #include "runtime/artifact/Artifact.h"
 #include "runtime/cuda/CublasLtGemm.h"
 #include "runtime/cuda/CudaDevice.h"
+#include "runtime/cuda/CudaGraph.h"
 #include "runtime/cuda/CudaModule.h"
 #include "runtime/exec/PlanAbi.h"
 #include "runtime/exec/PlanDecode.h"
@@ -47,6 +48,9 @@ private:
   bool uploadRandomWeights(uint64_t seed, std::string &error);
   /// The kernel image for this device: its chip's cubin, else the PTX.
   const fb::Kernel *chooseImage(std::string &error) const;
+  /// Enqueues every command of the plan on `stream` for the current
+  /// scalars.
+  bool enqueue(CUstream stream, std::string &error);
 
   const Artifact &artifact;
   ExecutorLimits lims;
@@ -77,6 +81,10 @@ private:
   std::vector<Staged> inputs;
   PinnedBuffer logitsHost;
   CUdeviceptr logitsDevice = 0;
+  /// Decode steps replay a graph captured once per token count: a step is
+  /// then one launch instead of one per command.
+  bool useGraphs = true;
+  CudaGraphCache graphs;
 };
 
 const fb::Kernel *CudaExecutor::chooseImage(std::string &error) const {
@@ -108,6 +116,7 @@ bool CudaExecutor::load(const ExecutorOptions &options, std::string &error) {
     return error = "the artifact is not compiled for a GPU target (bf16 "
                    "activations and KV cache)",
            false;
+  useGraphs = options.useCudaGraphs;
   if (!(device = CudaDevice::create(0, error)) || !stream.create(error) ||
       !(gemm = CublasLtGemm::create(stream.handle(), error)))
     return false;
@@ -250,74 +259,19 @@ bool CudaExecutor::step(const StepBatch &batch, float *logits,
                                          bytes[i], error))
       return false;
 
-  std::vector<uint64_t> pointers;
-  std::vector<int32_t> values;
-  std::vector<void *> args;
-  for (size_t index = 0; index < commands.size(); ++index) {
-    const DecodedCommand &command = commands[index];
-    if (command.kind == fb::CommandKind::Gemm) {
-      const Operand &a = command.operands[0], &b = command.operands[1],
-                    &c = command.operands[2];
-      GemmProblem problem;
-      problem.m = a.sizes[0].resolve(scalars);
-      problem.k = a.sizes[1].resolve(scalars);
-      problem.n = b.sizes[0].resolve(scalars);
-      problem.lda = a.strides[0].resolve(scalars);
-      problem.ldb = b.strides[0].resolve(scalars);
-      problem.ldc = c.strides[0].resolve(scalars);
-      problem.a = a.address;
-      problem.b = b.address;
-      problem.c = c.address;
-      if (!problem.m)
-        continue;
-      size_t variant = 0;
-      while (variant < command.gemvVariants.size() &&
-             command.gemvVariants[variant].maxTokens < problem.m)
-        ++variant;
-      if (variant < command.gemvVariants.size()) {
-        const Launch &launch = command.gemvVariants[variant].launch;
-        uint64_t x = problem.a, w = problem.b, y = problem.c;
-        int32_t tokens = int32_t(problem.m);
-        std::vector<void *> gemvArgs = {&x, &w, &y, &tokens};
-        LaunchConfig config;
-        config.grid[0] =
-            unsigned(launch.gridXPerRow * problem.m + launch.gridXFixed);
-        config.grid[1] = unsigned(launch.gridY);
-        config.block[0] = unsigned(launch.blockX);
-        config.sharedBytes = unsigned(launch.sharedBytes);
-        if (!launchKernel(gemvKernels[index][variant], config, stream.handle(),
-                          gemvArgs, error))
-          return error = "command '" + command.name + "': " + error, false;
-        continue;
-      }
-      if (!gemm->run(problem, error))
-        return error = "command '" + command.name + "': " + error, false;
-      continue;
-    }
-    const Launch &launch = command.launch;
-    int64_t rows = launch.rows.resolve(scalars);
-    int64_t gridX = launch.gridXPerRow * rows + launch.gridXFixed;
-    if (gridX == 0)
-      continue;
-    // Parameter storage must not move while `args` points into it.
-    pointers.assign(command.operands.size(), 0);
-    values.assign(command.scalars.size(), 0);
-    args.clear();
-    for (size_t i = 0; i < command.operands.size(); ++i) {
-      pointers[i] = command.operands[i].address;
-      args.push_back(&pointers[i]);
-    }
-    for (size_t i = 0; i < command.scalars.size(); ++i) {
-      values[i] = int32_t(command.scalars[i].resolve(scalars));
-      args.push_back(&values[i]);
-    }
-    LaunchConfig config;
-    config.grid[0] = unsigned(gridX);
-    config.grid[1] = unsigned(launch.gridY);
-    config.block[0] = unsigned(launch.blockX);
-    config.sharedBytes = unsigned(launch.sharedBytes);
-    if (!launchKernel(kernels[index], config, stream.handle(), args, error))
-      return error = "command '" + command.name + "': " + error, false;
+  // A step of decode tokens only replays its token count's graph.
+  bool decodeOnly = std::all_of(
+      batch.sequences.begin(), batch.sequences.end(),
+      [](const SequenceSlice &seq) { return seq.numQueryTokens == 1; });
+  GraphRecorder record = [&](CUstream capture, std::string &error) {
+    return enqueue(capture, error);
+  };
+  if (useGraphs && decodeOnly) {
+    uint64_t signature = uint64_t(numTokens) | uint64_t(numRows) << 32;
+    if (!graphs.run(numTokens, signature, stream.handle(), record, error))
+      return false;
+  } else if (!enqueue(stream.handle(), error)) {
+    return false;
   }
   uint64_t logitBytes = uint64_t(numRows) * lims.vocabSize * 2;
   if (!stream.copyToHost(logitsHost.data(), logitsDevice, logitBytes, error) ||
@@ -462,6 +416,79 @@ DeviceCeilings CudaExecutor::measureCeilings() {
   if (s > 0)
     ceilings.matmulFlopsPerSecond = 2.0 * kN * kN * kN / s;
   return ceilings;
+}
+
+bool CudaExecutor::enqueue(CUstream cudaStream, std::string &error) {
+  std::vector<uint64_t> pointers;
+  std::vector<int32_t> values;
+  std::vector<void *> args;
+  for (size_t index = 0; index < commands.size(); ++index) {
+    const DecodedCommand &command = commands[index];
+    if (command.kind == fb::CommandKind::Gemm) {
+      const Operand &a = command.operands[0], &b = command.operands[1],
+                    &c = command.operands[2];
+      GemmProblem problem;
+      problem.m = a.sizes[0].resolve(scalars);
+      problem.k = a.sizes[1].resolve(scalars);
+      problem.n = b.sizes[0].resolve(scalars);
+      problem.lda = a.strides[0].resolve(scalars);
+      problem.ldb = b.strides[0].resolve(scalars);
+      problem.ldc = c.strides[0].resolve(scalars);
+      problem.a = a.address;
+      problem.b = b.address;
+      problem.c = c.address;
+      if (!problem.m)
+        continue;
+      size_t variant = 0;
+      while (variant < command.gemvVariants.size() &&
+             command.gemvVariants[variant].maxTokens < problem.m)
+        ++variant;
+      if (variant < command.gemvVariants.size()) {
+        const Launch &launch = command.gemvVariants[variant].launch;
+        uint64_t x = problem.a, w = problem.b, y = problem.c;
+        int32_t tokens = int32_t(problem.m);
+        std::vector<void *> gemvArgs = {&x, &w, &y, &tokens};
+        LaunchConfig config;
+        config.grid[0] =
+            unsigned(launch.gridXPerRow * problem.m + launch.gridXFixed);
+        config.grid[1] = unsigned(launch.gridY);
+        config.block[0] = unsigned(launch.blockX);
+        config.sharedBytes = unsigned(launch.sharedBytes);
+        if (!launchKernel(gemvKernels[index][variant], config, cudaStream,
+                          gemvArgs, error))
+          return error = "command '" + command.name + "': " + error, false;
+        continue;
+      }
+      if (!gemm->run(problem, error))
+        return error = "command '" + command.name + "': " + error, false;
+      continue;
+    }
+    const Launch &launch = command.launch;
+    int64_t rows = launch.rows.resolve(scalars);
+    int64_t gridX = launch.gridXPerRow * rows + launch.gridXFixed;
+    if (gridX == 0)
+      continue;
+    // Parameter storage must not move while `args` points into it.
+    pointers.assign(command.operands.size(), 0);
+    values.assign(command.scalars.size(), 0);
+    args.clear();
+    for (size_t i = 0; i < command.operands.size(); ++i) {
+      pointers[i] = command.operands[i].address;
+      args.push_back(&pointers[i]);
+    }
+    for (size_t i = 0; i < command.scalars.size(); ++i) {
+      values[i] = int32_t(command.scalars[i].resolve(scalars));
+      args.push_back(&values[i]);
+    }
+    LaunchConfig config;
+    config.grid[0] = unsigned(gridX);
+    config.grid[1] = unsigned(launch.gridY);
+    config.block[0] = unsigned(launch.blockX);
+    config.sharedBytes = unsigned(launch.sharedBytes);
+    if (!launchKernel(kernels[index], config, cudaStream, args, error))
+      return error = "command '" + command.name + "': " + error, false;
+  }
+  return true;
 }
 
 void CudaExecutor::copyBlocks(const std::vector<BlockCopy> &copies) {

@@ -69,6 +69,8 @@ struct ExecutorOptions {
   uint64_t kvCacheBytes = 256ull << 20;
   /// Host threads for the CPU executor (0: all cores).
   int32_t numThreads = 0;
+  /// GPU executors replay CUDA graphs for decode steps.
+  bool useCudaGraphs = true;
   /// Seed of the values that fill virtual weights (--random-weights
   /// artifacts): uniform in [-0.05, 0.05], norm weights near 1.
   uint64_t randomSeed = 0;

@@ -2,6 +2,9 @@
 //
 //   optc import DIR -o model.mlir     Hugging Face checkpoint -> tfm module
 //   optc compile DIR -o model.optpkg  the whole pipeline, to an artifact
+//   optc compile --config config.json --random-weights -o model.optpkg
+//                                     any shape without a checkpoint: the
+//                                     runtime fills the weights from a seed
 //
 //===----------------------------------------------------------------------===//
 
@@ -26,6 +29,7 @@
 #include <cstring>
 
 #include "mlir/IR/MLIRContext.h"
+#include "mlir/IR/Verifier.h"
 #include "mlir/Support/FileUtilities.h"
 #include "llvm/Support/CommandLine.h"
 #include "llvm/Support/InitLLVM.h"
@@ -44,11 +48,22 @@ cl::opt<std::string> importOutput("o", cl::desc("Output file ('-' for stdout)"),
                                   cl::value_desc("file"), cl::init("-"),
                                   cl::sub(importCommand));
 
-cl::SubCommand compileCommand("compile",
-                              "Compile a Hugging Face checkpoint to an artifact");
-cl::opt<std::string> compileDir(cl::Positional, cl::Required,
+cl::SubCommand compileCommand(
+    "compile", "Compile a Hugging Face checkpoint (or a config.json with "
+               "--random-weights) to an artifact");
+cl::opt<std::string> compileDir(cl::Positional, cl::Optional,
                                 cl::desc("<checkpoint directory>"),
                                 cl::sub(compileCommand));
+cl::opt<std::string> compileConfig(
+    "config",
+    cl::desc("config.json to compile without a checkpoint (needs "
+             "--random-weights)"),
+    cl::value_desc("file"), cl::sub(compileCommand));
+cl::opt<bool> compileRandomWeights(
+    "random-weights",
+    cl::desc("Store no weight data: the runtime fills the weights with random "
+             "values (for benchmarking shapes whose weights we do not have)"),
+    cl::init(false), cl::sub(compileCommand));
 cl::opt<std::string> compileOutput("o", cl::desc("Output artifact"),
                                    cl::value_desc("file"), cl::Required,
                                    cl::sub(compileCommand));
@@ -244,12 +259,32 @@ int runCompile() {
   optmlir::registerNvptxCodegenDialects(registry);
   mlir::MLIRContext context(registry);
   std::string error;
-  mlir::OwningOpRef<mlir::ModuleOp> module =
-      optmlir::importCheckpoint(context, compileDir, error);
-  if (!module)
-    return fail(error);
+  // With --config the module comes from the hyperparameters alone: no
+  // checkpoint to read weights from, no tokenizer.
+  bool fromConfig = !compileConfig.empty();
+  if (fromConfig == !compileDir.empty())
+    return fail("give either a checkpoint directory or --config FILE");
+  if (fromConfig && !compileRandomWeights)
+    return fail("--config needs --random-weights (there is no checkpoint to "
+                "read weights from)");
+  optmlir::ModelConfig config;
+  mlir::OwningOpRef<mlir::ModuleOp> module;
+  if (fromConfig) {
+    if (!optmlir::loadModelConfig(compileConfig, config, &error))
+      return fail(error);
+    module = optmlir::buildModelModule(context, config, "");
+    if (!module || mlir::failed(mlir::verify(*module)))
+      return fail(compileConfig + ": the model built from it does not verify");
+  } else {
+    module = optmlir::importCheckpoint(context, compileDir, error);
+    if (!module)
+      return fail(error);
+  }
   std::string dir =
-      llvm::cast<mlir::StringAttr>((*module)->getAttr("tfm.checkpoint")).str();
+      fromConfig
+          ? compileConfig.getValue()
+          : llvm::cast<mlir::StringAttr>((*module)->getAttr("tfm.checkpoint"))
+                .str();
 
   std::vector<std::string> passes;
   mlir::PassManager pm(&context);
@@ -276,12 +311,16 @@ int runCompile() {
     return fail(dir + ": " + error);
 
   art::ArtifactSpec &spec = plan->spec;
-  auto tokenizerText = llvm::MemoryBuffer::getFile(dir + "/tokenizer.json");
-  if (!tokenizerText)
-    return fail(dir + "/tokenizer.json: " + tokenizerText.getError().message());
-  spec.tokenizer = art::Tokenizer{"huggingface",
-                                  (*tokenizerText)->getBuffer().str()};
-  readGenerationDefaults(dir, spec.generation);
+  if (!fromConfig) {
+    auto tokenizerText =
+        llvm::MemoryBuffer::getFile(dir + "/tokenizer.json");
+    if (!tokenizerText)
+      return fail(dir + "/tokenizer.json: " +
+                  tokenizerText.getError().message());
+    spec.tokenizer = art::Tokenizer{"huggingface",
+                                    (*tokenizerText)->getBuffer().str()};
+    readGenerationDefaults(dir, spec.generation);
+  }
   spec.provenance.compiler = "optc 0.1";
   {
     auto now = std::chrono::system_clock::to_time_t(
@@ -291,15 +330,22 @@ int runCompile() {
     spec.provenance.created = date;
   }
   std::error_code ec;
-  for (llvm::sys::fs::directory_iterator it(dir, ec), end; it != end && !ec;
-       it.increment(ec)) {
-    StringRef name = llvm::sys::path::filename(it->path());
-    if (!name.ends_with(".json") && !name.ends_with(".safetensors"))
-      continue;
+  if (fromConfig) {
     art::SourceFile source;
-    source.path = name.str();
-    source.checksum = fileChecksum(it->path(), source.size);
+    source.path = llvm::sys::path::filename(dir).str();
+    source.checksum = fileChecksum(dir, source.size);
     spec.provenance.sources.push_back(std::move(source));
+  } else {
+    for (llvm::sys::fs::directory_iterator it(dir, ec), end; it != end && !ec;
+         it.increment(ec)) {
+      StringRef name = llvm::sys::path::filename(it->path());
+      if (!name.ends_with(".json") && !name.ends_with(".safetensors"))
+        continue;
+      art::SourceFile source;
+      source.path = name.str();
+      source.checksum = fileChecksum(it->path(), source.size);
+      spec.provenance.sources.push_back(std::move(source));
+    }
   }
   llvm::sort(spec.provenance.sources,
              [](const art::SourceFile &a, const art::SourceFile &b) {
@@ -309,14 +355,17 @@ int runCompile() {
   spec.provenance.options = {"--target=" + compileTarget, "--cpu=" + compileCpu,
                              "--max-tokens-per-step=" +
                                  std::to_string(compileMaxTokens)};
+  if (compileRandomWeights)
+    spec.provenance.options.push_back("--random-weights");
 
-  optmlir::ModelConfig config;
-  if (!optmlir::loadModelConfig(dir + "/config.json", config, &error))
-    return fail(error);
-  std::unique_ptr<optmlir::Checkpoint> checkpoint =
-      optmlir::Checkpoint::open(dir, config, &error);
-  if (!checkpoint)
-    return fail(error);
+  std::unique_ptr<optmlir::Checkpoint> checkpoint;
+  if (!fromConfig) {
+    if (!optmlir::loadModelConfig(dir + "/config.json", config, &error))
+      return fail(error);
+    checkpoint = optmlir::Checkpoint::open(dir, config, &error);
+    if (!checkpoint)
+      return fail(error);
+  }
 
   art::ArtifactWriter writer(spec);
   for (const optmlir::PlannedWeight &weight : plan->weights) {
@@ -324,6 +373,10 @@ int runCompile() {
     info.name = weight.name;
     info.dtype = plan->weightType;
     info.shape = weight.shape;
+    if (compileRandomWeights) {
+      writer.addVirtualWeight(info);
+      continue;
+    }
     const optmlir::Checkpoint *store = checkpoint.get();
     std::vector<std::string> parts = weight.parts;
     art::DType to = plan->weightType;

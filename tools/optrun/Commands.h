@@ -29,6 +29,8 @@ void addInspectCommand(CLI::App &app, int &exitCode);
 void addGenerateCommand(CLI::App &app, int &exitCode);
 /// Adds `optrun perplexity`; sets `exitCode` when it runs.
 void addPerplexityCommand(CLI::App &app, int &exitCode);
+/// Adds `optrun bench`; sets `exitCode` when it runs.
+void addBenchCommand(CLI::App &app, int &exitCode);
 
 /// What the commands that run a model need from an artifact.
 /// Reads JSON lines whose objects hold a string `field` (blank lines are

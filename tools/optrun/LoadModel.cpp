@@ -15,7 +15,11 @@ bool loadModel(const std::string &path, int32_t numThreads, LoadedModel &model,
     return false;
   const optrt::fb::Tokenizer *tokenizer = model.artifact->tokenizer();
   if (!tokenizer || !tokenizer->json()) {
-    error = "the artifact has no tokenizer";
+    error = model.artifact->hasVirtualWeights()
+                ? "the artifact has no tokenizer (it was compiled from a "
+                  "config with --random-weights); 'optrun bench' runs it "
+                  "without one"
+                : "the artifact has no tokenizer";
     return false;
   }
   std::string tokenizerError;

@@ -25,6 +25,7 @@ int main(int argc, char **argv) {
   optrun::addInspectCommand(app, exitCode);
   optrun::addGenerateCommand(app, exitCode);
   optrun::addPerplexityCommand(app, exitCode);
+  optrun::addBenchCommand(app, exitCode);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError &e) {
