@@ -7,6 +7,8 @@
 
 #include "optmlir/Target/HostCodegen.h"
 
+#include "optmlir/Target/ExternalTool.h"
+
 #include "mlir/Conversion/AffineToStandard/AffineToStandard.h"
 #include "mlir/Conversion/ArithToLLVM/ArithToLLVM.h"
 #include "mlir/Conversion/ControlFlowToLLVM/ControlFlowToLLVM.h"
@@ -434,63 +436,26 @@ FailureOr<std::string> linkSharedObject(llvm::StringRef object,
     return failure();
   }
 
-  llvm::SmallString<128> dir;
-  if (std::error_code ec =
-          llvm::sys::fs::createUniqueDirectory("optmlir-host", dir)) {
-    error =
-        "host codegen: cannot create a temporary directory: " + ec.message();
-    return failure();
-  }
-  llvm::scope_exit removeDir([&] { llvm::sys::fs::remove_directories(dir); });
-
-  auto pathIn = [&](llvm::StringRef name) {
-    llvm::SmallString<128> path(dir);
-    llvm::sys::path::append(path, name);
-    return std::string(path);
-  };
-  std::string objectPath = pathIn("kernels.o");
-  std::string sharedPath = pathIn("kernels.so");
-  std::string logPath = pathIn("link.log");
-  {
-    std::error_code ec;
-    llvm::raw_fd_ostream os(objectPath, ec);
-    if (!ec) {
-      os << object;
-      os.close();
-      ec = os.error();
-    }
-    if (ec) {
-      error = "host codegen: cannot write " + objectPath + ": " + ec.message();
-      return failure();
-    }
-  }
-
   // --no-undefined: a kernel that needs a symbol libc/libm do not have (e.g.
   // MLIR's runtime helper memrefCopy) fails here, not at load in the runtime.
   // --hash-style=gnu and no build id keep the output small and reproducible.
-  llvm::SmallVector<llvm::StringRef> args = {*linker,
-                                             "-shared",
-                                             "-o",
-                                             sharedPath,
-                                             objectPath,
-                                             "-lm",
-                                             "-Wl,--no-undefined",
-                                             "-Wl,-z,noexecstack",
-                                             "-Wl,--build-id=none"};
-  std::optional<llvm::StringRef> redirects[] = {std::nullopt, logPath, logPath};
-  std::string execError;
-  bool failedToRun = false;
-  int rc = llvm::sys::ExecuteAndWait(
-      *linker, args, /*Env=*/std::nullopt, redirects, /*SecondsToWait=*/120,
-      /*MemoryLimit=*/0, &execError, &failedToRun);
-  if (rc != 0 || failedToRun) {
-    std::string log;
-    if (auto buffer = llvm::MemoryBuffer::getFile(logPath))
-      log = summarizeOutput((*buffer)->getBuffer());
-    error = "host codegen: linking with " + *linker + " failed" +
-            (failedToRun ? " to start" : " (exit " + std::to_string(rc) + ")");
-    if (!execError.empty())
-      error += ": " + execError;
+  std::string toolError;
+  FailureOr<ToolRun> run = runToolInTempDir(
+      "optmlir-host", *linker, "kernels.o", object, "kernels.so",
+      [](StringRef input, StringRef output) {
+        return SmallVector<std::string>{
+            "-shared", "-o", output.str(), input.str(), "-lm",
+            "-Wl,--no-undefined", "-Wl,-z,noexecstack",
+            "-Wl,--build-id=none"};
+      },
+      /*secondsToWait=*/120, toolError);
+  if (failed(run)) {
+    error = "host codegen: " + toolError;
+    return failure();
+  }
+  if (!run->succeeded) {
+    std::string log = summarizeOutput(run->log);
+    error = "host codegen: linking with " + *linker + " " + run->failure;
     if (!log.empty())
       error += ": " + log;
     if (log.find("memrefCopy") != std::string::npos)
@@ -499,15 +464,7 @@ FailureOr<std::string> linkSharedObject(llvm::StringRef object,
                "loops or vector transfers)";
     return failure();
   }
-
-  auto shared = llvm::MemoryBuffer::getFile(sharedPath, /*IsText=*/false,
-                                            /*RequiresNullTerminator=*/false);
-  if (!shared) {
-    error = "host codegen: cannot read the linked " + sharedPath + ": " +
-            shared.getError().message();
-    return failure();
-  }
-  return (*shared)->getBuffer().str();
+  return std::move(run->output);
 }
 
 FailureOr<HostBinary> compileToBinary(ModuleOp kernels,

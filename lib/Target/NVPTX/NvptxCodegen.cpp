@@ -9,6 +9,8 @@
 
 #include "optmlir/Target/NvptxCodegen.h"
 
+#include "optmlir/Target/ExternalTool.h"
+
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "mlir/Dialect/GPU/Pipelines/Passes.h"
 #include "mlir/IR/Diagnostics.h"
@@ -175,56 +177,25 @@ FailureOr<std::string> assembleCubin(llvm::StringRef ptx, llvm::StringRef chip,
             "install the CUDA toolkit or keep the PTX only";
     return failure();
   }
-  llvm::SmallString<128> dir;
-  if (std::error_code ec =
-          llvm::sys::fs::createUniqueDirectory("optmlir-ptxas", dir)) {
-    error =
-        "nvptx codegen: cannot create a temporary directory: " + ec.message();
+  std::string arch = ("-arch=" + chip).str();
+  std::string toolError;
+  FailureOr<ToolRun> run = runToolInTempDir(
+      "optmlir-ptxas", ptxas, "kernels.ptx", ptx, "kernels.cubin",
+      [&](llvm::StringRef input, llvm::StringRef output) {
+        return llvm::SmallVector<std::string>{arch, "-O3", "-v", "-o",
+                                              output.str(), input.str()};
+      },
+      /*secondsToWait=*/300, toolError);
+  if (failed(run)) {
+    error = "nvptx codegen: " + toolError;
     return failure();
   }
-  llvm::scope_exit removeDir([&] { llvm::sys::fs::remove_directories(dir); });
-  auto pathIn = [&](llvm::StringRef name) {
-    llvm::SmallString<128> path(dir);
-    llvm::sys::path::append(path, name);
-    return std::string(path);
-  };
-  std::string ptxPath = pathIn("kernels.ptx");
-  std::string cubinPath = pathIn("kernels.cubin");
-  std::string logPath = pathIn("ptxas.log");
-  {
-    std::error_code ec;
-    llvm::raw_fd_ostream os(ptxPath, ec);
-    if (!ec) {
-      os << ptx;
-      os.close();
-      ec = os.error();
-    }
-    if (ec) {
-      error = "nvptx codegen: cannot write " + ptxPath + ": " + ec.message();
-      return failure();
-    }
-  }
-  std::string arch = ("-arch=" + chip).str();
-  llvm::SmallVector<llvm::StringRef> args = {ptxas, arch,      "-O3",  "-v",
-                                             "-o",  cubinPath, ptxPath};
-  std::optional<llvm::StringRef> redirects[] = {std::nullopt, logPath, logPath};
-  std::string execError;
-  bool failedToRun = false;
-  int rc = llvm::sys::ExecuteAndWait(
-      ptxas, args, /*Env=*/std::nullopt, redirects, /*SecondsToWait=*/300,
-      /*MemoryLimit=*/0, &execError, &failedToRun);
-  std::string log;
-  if (auto buffer = llvm::MemoryBuffer::getFile(logPath))
-    log = (*buffer)->getBuffer().str();
-  if (rc != 0 || failedToRun) {
-    error = "nvptx codegen: " + ptxas + " " + arch + " failed" +
-            (failedToRun ? " to start" : " (exit " + std::to_string(rc) + ")");
-    if (!execError.empty())
-      error += ": " + execError;
+  if (!run->succeeded) {
+    error = "nvptx codegen: " + ptxas + " " + arch + " " + run->failure;
     // The errors come first; the info lines of -v would drown them.
     std::string errors;
     llvm::SmallVector<llvm::StringRef> lines;
-    llvm::StringRef(log).split(lines, '\n');
+    llvm::StringRef(run->log).split(lines, '\n');
     for (llvm::StringRef line : lines)
       if (!line.contains("ptxas info") && !line.trim().empty() &&
           errors.size() < 4000)
@@ -233,16 +204,9 @@ FailureOr<std::string> assembleCubin(llvm::StringRef ptx, llvm::StringRef chip,
       error += ":\n" + errors;
     return failure();
   }
-  auto cubin = llvm::MemoryBuffer::getFile(cubinPath, /*IsText=*/false,
-                                           /*RequiresNullTerminator=*/false);
-  if (!cubin) {
-    error = "nvptx codegen: ptxas wrote no " + cubinPath + ": " +
-            cubin.getError().message();
-    return failure();
-  }
   if (resourceUsage)
-    *resourceUsage = summarizeResources(log);
-  return (*cubin)->getBuffer().str();
+    *resourceUsage = summarizeResources(run->log);
+  return std::move(run->output);
 }
 
 } // namespace optmlir
