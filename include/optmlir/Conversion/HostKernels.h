@@ -89,6 +89,17 @@ struct RopeParams {
   RopeScaling scaling;
 };
 
+/// A number as a piece of a kernel name: [0-9a-zA-Z] only ("1e-05" ->
+/// "1em05", "0.125" -> "0p125"), so that names are C identifiers and PTX
+/// entry names. `digits` keeps every bit of an f32 (9) or f64 (17).
+std::string numberForName(double value, int digits);
+
+/// The name of the rope kernel for `params` (host and GPU generators name
+/// it alike); fails with an error on `module` for invalid parameters.
+mlir::FailureOr<std::string> ropeKernelName(mlir::ModuleOp module,
+                                            const RopeParams &params);
+
+
 /// rope(q: [T, Hq, D] (strided, in/out), k: [T, Hkv, D] (strided, in/out),
 ///      positions: i32 [T])
 ///   Rotate-half RoPE in place: for i < D/2, with

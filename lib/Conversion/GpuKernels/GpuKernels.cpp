@@ -38,22 +38,7 @@ namespace {
 
 constexpr int64_t kWarp = 32;
 
-/// See hostkernels' numberForName: [0-9a-zA-Z] only, so names are C
-/// identifiers and valid PTX entry names.
-std::string numberForName(double value, int digits) {
-  char buffer[40];
-  std::snprintf(buffer, sizeof(buffer), "%.*g", digits, value);
-  std::string result;
-  for (char c : std::string(buffer)) {
-    if (c == '.')
-      result += 'p';
-    else if (c == '-')
-      result += 'm';
-    else if (c != '+')
-      result += c;
-  }
-  return result;
-}
+using hostkernels::numberForName;
 
 /// The widest vector (8, 4, 2 or 1 bf16 elements) that divides `n`.
 int64_t vectorWidthFor(int64_t n) {
@@ -672,38 +657,11 @@ FailureOr<GpuKernel> buildSwiGLU(ModuleOp module, int64_t intermediate) {
 
 FailureOr<GpuKernel> buildRope(ModuleOp module,
                                const hostkernels::RopeParams &params) {
-  using hostkernels::RopeScaling;
   const int64_t headDim = params.headDim, half = headDim / 2;
-  if (failed(checkPositive(module, "rope head count", params.numHeads)) ||
-      failed(checkPositive(module, "rope kv head count", params.numKvHeads)) ||
-      failed(checkPositive(module, "rope head dim", headDim)))
+  FailureOr<std::string> ropeName = hostkernels::ropeKernelName(module, params);
+  if (failed(ropeName))
     return failure();
-  if (headDim % 2 != 0)
-    return module.emitError()
-           << "gpu kernel: rope needs an even head dim, got " << headDim;
-  const RopeScaling &scaling = params.scaling;
-  std::string name = "rope_h" + std::to_string(params.numHeads) + "_kv" +
-                     std::to_string(params.numKvHeads) + "_d" +
-                     std::to_string(headDim) + "_theta" +
-                     numberForName(params.theta, 17);
-  switch (scaling.kind) {
-  case RopeScaling::Kind::None:
-    break;
-  case RopeScaling::Kind::Linear:
-    name += "_linear" + numberForName(scaling.factor, 17);
-    break;
-  case RopeScaling::Kind::Llama3:
-    if (!(scaling.highFreqFactor > scaling.lowFreqFactor) ||
-        scaling.originalMaxPositionEmbeddings <= 0)
-      return module.emitError() << "gpu kernel: llama3 rope scaling needs "
-                                   "high_freq_factor > low_freq_factor and "
-                                   "original_max_position_embeddings > 0";
-    name += "_llama3_" + numberForName(scaling.factor, 17) + "_" +
-            numberForName(scaling.lowFreqFactor, 17) + "_" +
-            numberForName(scaling.highFreqFactor, 17) + "_" +
-            std::to_string(scaling.originalMaxPositionEmbeddings);
-    break;
-  }
+  std::string name = *ropeName;
   const int64_t numHeads = params.numHeads, numKvHeads = params.numKvHeads;
   int64_t w = vectorWidthFor(half);
   int64_t chunksPerHead = half / w;
@@ -726,7 +684,7 @@ FailureOr<GpuKernel> buildRope(ModuleOp module,
   MLIRContext *context = module.getContext();
   std::vector<float> invFreq;
   for (double f :
-       hostkernels::computeRopeInvFreq(headDim, params.theta, scaling))
+       hostkernels::computeRopeInvFreq(headDim, params.theta, params.scaling))
     invFreq.push_back(float(f));
   std::string tableName = name + "_inv_freq";
   constexpr unsigned kConstantSpace = 4;

@@ -35,24 +35,6 @@ namespace {
 constexpr int64_t kVectorWidth = 8;
 constexpr int64_t kDynamic = ShapedType::kDynamic;
 
-/// A number as a piece of a symbol name: [0-9a-zA-Z] only ("1e-05" ->
-/// "1em05", "0.125" -> "0p125"), so that `_mlir_ciface_NAME` is an ordinary
-/// C identifier. `digits` keeps every bit of an f32 (9) or f64 (17).
-std::string numberForName(double value, int digits) {
-  char buffer[40];
-  std::snprintf(buffer, sizeof(buffer), "%.*g", digits, value);
-  std::string result;
-  for (char c : std::string(buffer)) {
-    if (c == '.')
-      result += 'p';
-    else if (c == '-')
-      result += 'm';
-    else if (c != '+')
-      result += c;
-  }
-  return result;
-}
-
 /// Builds one kernel function: argument types, then a body written with the
 /// helpers below, all through one ImplicitLocOpBuilder.
 class KernelBuilder {
@@ -436,15 +418,31 @@ FailureOr<std::string> buildAddRmsNorm(ModuleOp module, int64_t hidden,
   return name;
 }
 
-FailureOr<std::string> buildRope(ModuleOp module, const RopeParams &params) {
-  const int64_t headDim = params.headDim, half = headDim / 2;
+std::string numberForName(double value, int digits) {
+  char buffer[40];
+  std::snprintf(buffer, sizeof(buffer), "%.*g", digits, value);
+  std::string result;
+  for (char c : std::string(buffer)) {
+    if (c == '.')
+      result += 'p';
+    else if (c == '-')
+      result += 'm';
+    else if (c != '+')
+      result += c;
+  }
+  return result;
+}
+
+FailureOr<std::string> ropeKernelName(ModuleOp module,
+                                      const RopeParams &params) {
+  const int64_t headDim = params.headDim;
   if (failed(checkPositive(module, "rope head count", params.numHeads)) ||
       failed(checkPositive(module, "rope kv head count", params.numKvHeads)) ||
       failed(checkPositive(module, "rope head dim", headDim)))
     return failure();
   if (headDim % 2 != 0)
     return module.emitError()
-           << "host kernel: rope needs an even head dim, got " << headDim;
+           << "kernel: rope needs an even head dim, got " << headDim;
   const RopeScaling &scaling = params.scaling;
   std::string name = "rope_h" + std::to_string(params.numHeads) + "_kv" +
                      std::to_string(params.numKvHeads) + "_d" +
@@ -459,7 +457,7 @@ FailureOr<std::string> buildRope(ModuleOp module, const RopeParams &params) {
   case RopeScaling::Kind::Llama3:
     if (!(scaling.highFreqFactor > scaling.lowFreqFactor) ||
         scaling.originalMaxPositionEmbeddings <= 0)
-      return module.emitError() << "host kernel: llama3 rope scaling needs "
+      return module.emitError() << "kernel: llama3 rope scaling needs "
                                    "high_freq_factor > low_freq_factor and "
                                    "original_max_position_embeddings > 0";
     name += "_llama3_" + numberForName(scaling.factor, 17) + "_" +
@@ -468,6 +466,15 @@ FailureOr<std::string> buildRope(ModuleOp module, const RopeParams &params) {
             std::to_string(scaling.originalMaxPositionEmbeddings);
     break;
   }
+  return name;
+}
+
+FailureOr<std::string> buildRope(ModuleOp module, const RopeParams &params) {
+  const int64_t headDim = params.headDim, half = headDim / 2;
+  FailureOr<std::string> ropeName = ropeKernelName(module, params);
+  if (failed(ropeName))
+    return failure();
+  std::string name = *ropeName;
   bool exists;
   if (failed(prepare(module, name, exists)))
     return failure();
@@ -478,7 +485,7 @@ FailureOr<std::string> buildRope(ModuleOp module, const RopeParams &params) {
   Type f32 = Float32Type::get(context);
   // The table as HF holds it: f32.
   std::vector<float> invFreq;
-  for (double f : computeRopeInvFreq(headDim, params.theta, scaling))
+  for (double f : computeRopeInvFreq(headDim, params.theta, params.scaling))
     invFreq.push_back(float(f));
   auto tableType = MemRefType::get({half}, f32);
   std::string tableName = name + "_inv_freq";

@@ -486,7 +486,7 @@ TEST_F(HostKernelsTest, ResidualAdd) {
 }
 
 TEST_F(HostKernelsTest, AddBias) {
-  auto *addBias = kernel<AddFn>("add_bias");
+  auto *addBias = kernel<void(M2f *, M1f *)>("add_bias");
   ASSERT_NE(addBias, nullptr);
   for (int64_t tokens : {0, 1, 11}) {
     std::vector<float> x = random(tokens * kIntermediate, -4, 4);
@@ -495,14 +495,15 @@ TEST_F(HostKernelsTest, AddBias) {
     for (size_t i = 0; i < x.size(); ++i)
       want[i] = double(x[i]) + bias[i % kIntermediate];
     M2f dx = makeMemRef(x.data(), {tokens, kIntermediate});
-    auto dbias = makeMemRef(bias.data(), {int64_t(kIntermediate)});
-    reinterpret_cast<void (*)(M2f *, decltype(dbias) *)>(addBias)(&dx, &dbias);
+    M1f dbias = makeMemRef(bias.data(), {int64_t(kIntermediate)});
+    addBias(&dx, &dbias);
     EXPECT_LT(relativeL2(x, want), 1e-6);
   }
 }
 
 TEST_F(HostKernelsTest, GatherRows) {
-  auto *gather = kernel<AddFn>("gather_rows");
+  using Rows = MemRefDescriptor<int32_t, 1>;
+  auto *gather = kernel<void(M2f *, Rows *, M2f *)>("gather_rows");
   ASSERT_NE(gather, nullptr);
   int64_t tokens = 9;
   std::vector<float> x = random(tokens * kHidden, -4, 4);
@@ -513,10 +514,9 @@ TEST_F(HostKernelsTest, GatherRows) {
     want.insert(want.end(), x.begin() + r * kHidden,
                 x.begin() + (r + 1) * kHidden);
   M2f dx = makeMemRef(x.data(), {tokens, kHidden});
-  auto drows = makeMemRef(rows.data(), {int64_t(rows.size())});
+  Rows drows = makeMemRef(rows.data(), {int64_t(rows.size())});
   M2f dout = makeMemRef(out.data(), {int64_t(rows.size()), kHidden});
-  reinterpret_cast<void (*)(M2f *, decltype(drows) *, M2f *)>(gather)(
-      &dx, &drows, &dout);
+  gather(&dx, &drows, &dout);
   EXPECT_EQ(relativeL2(out, want), 0.0);
 }
 
