@@ -123,7 +123,8 @@ public:
   const ExecutorLimits &limits() const override { return lims; }
   bool step(const StepBatch &batch, float *logits,
             std::string &error) override;
-  void copyBlocks(const std::vector<BlockCopy> &copies) override;
+  bool copyBlocks(const std::vector<BlockCopy> &copies,
+                  std::string &error) override;
   DeviceCeilings measureCeilings() override;
 
 private:
@@ -456,11 +457,16 @@ bool CpuExecutor::step(const StepBatch &batch, float *logits,
   return true;
 }
 
-void CpuExecutor::copyBlocks(const std::vector<BlockCopy> &copies) {
+bool CpuExecutor::copyBlocks(const std::vector<BlockCopy> &copies,
+                             std::string &error) {
+  error = validateBlockCopies(copies, lims);
+  if (!error.empty())
+    return false;
   for (const BlockCopy &copy : copies)
     for (AlignedBytes &part : kvCache)
       std::memcpy(part.get() + copy.dst * kvBlockBytes,
                   part.get() + copy.src * kvBlockBytes, kvBlockBytes);
+  return true;
 }
 } // namespace
 

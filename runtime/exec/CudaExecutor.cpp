@@ -37,7 +37,8 @@ public:
   const ExecutorLimits &limits() const override { return lims; }
   bool step(const StepBatch &batch, float *logits,
             std::string &error) override;
-  void copyBlocks(const std::vector<BlockCopy> &copies) override;
+  bool copyBlocks(const std::vector<BlockCopy> &copies,
+                  std::string &error) override;
   DeviceCeilings measureCeilings() override;
 
 private:
@@ -491,13 +492,18 @@ bool CudaExecutor::enqueue(CUstream cudaStream, std::string &error) {
   return true;
 }
 
-void CudaExecutor::copyBlocks(const std::vector<BlockCopy> &copies) {
-  std::string error;
+bool CudaExecutor::copyBlocks(const std::vector<BlockCopy> &copies,
+                              std::string &error) {
+  error = validateBlockCopies(copies, lims);
+  if (!error.empty())
+    return false;
   for (const BlockCopy &copy : copies)
     for (DeviceBuffer &part : kvCache)
-      stream.copyOnDevice(part.ptr() + copy.dst * kvBlockBytes,
-                          part.ptr() + copy.src * kvBlockBytes, kvBlockBytes,
-                          error);
+      if (!stream.copyOnDevice(part.ptr() + copy.dst * kvBlockBytes,
+                               part.ptr() + copy.src * kvBlockBytes,
+                               kvBlockBytes, error))
+        return false;
+  return true;
 }
 } // namespace
 

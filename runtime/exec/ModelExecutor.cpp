@@ -28,6 +28,17 @@ std::unique_ptr<ModelExecutor> createExecutor(const Artifact &artifact,
   return createCpuExecutor(artifact, options, error);
 }
 
+std::string validateBlockCopies(const std::vector<BlockCopy> &copies,
+                                const ExecutorLimits &limits) {
+  for (const BlockCopy &copy : copies)
+    for (BlockId block : {copy.src, copy.dst})
+      if (block < 0 || block >= limits.numBlocks)
+        return "block copy names block " + std::to_string(block) +
+               ", outside the cache's " + std::to_string(limits.numBlocks) +
+               " blocks";
+  return "";
+}
+
 std::string validateStepBatch(const StepBatch &batch,
                               const ExecutorLimits &limits) {
   size_t numTokens = batch.tokens.size();

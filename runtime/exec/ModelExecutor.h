@@ -101,7 +101,8 @@ public:
                     std::string &error) = 0;
 
   /// Copies whole KV blocks (all layers), for copy-on-write after forks.
-  virtual void copyBlocks(const std::vector<BlockCopy> &copies) = 0;
+  virtual bool copyBlocks(const std::vector<BlockCopy> &copies,
+                          std::string &error) = 0;
 
   /// Measures the copy bandwidth and matmul peak of the executor's device
   /// (takes a second or so). Zeros where an executor cannot measure.
@@ -140,6 +141,10 @@ std::unique_ptr<ModelExecutor> createCudaExecutor(const Artifact &artifact,
 std::unique_ptr<ModelExecutor> createExecutor(const Artifact &artifact,
                                               const ExecutorOptions &options,
                                               std::string &error);
+
+/// Checks that every block of `copies` is in the cache; "" when valid.
+std::string validateBlockCopies(const std::vector<BlockCopy> &copies,
+                                const ExecutorLimits &limits);
 
 /// Checks `batch` against `limits`: sizes agree, ids are in the vocabulary,
 /// positions follow from the slices, block tables cover every context. Every

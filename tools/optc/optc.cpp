@@ -230,14 +230,12 @@ public:
            << "%";
     if (done == total)
       errs() << "\n";
-    shown = true;
   }
 
 private:
   std::chrono::steady_clock::time_point start =
       std::chrono::steady_clock::now();
   std::chrono::steady_clock::time_point last;
-  bool shown = false;
 };
 
 int runCompile() {

@@ -187,7 +187,8 @@ private:
 
   int64_t inputIds = -1, positions = -1, slotMapping = -1, queryStart = -1,
           contextLen = -1, blockTable = -1, logitRows = -1, logits = -1;
-  int64_t numLayers = 0;
+  /// The KV-cache layer of the next attention op planned.
+  int64_t nextLayer = 0;
   int64_t maxBlocksPerSeq = 0;
 };
 
@@ -369,6 +370,7 @@ LogicalResult Planner::readModelInfo(func::FuncOp forward) {
           scaling.getOriginalMaxPositionEmbeddings();
     }
   });
+  int64_t numLayers = 0;
   forward.walk([&](tfm::AttentionOp op) {
     ++numLayers;
     if (auto window = op.getSlidingWindowAttr())
@@ -567,7 +569,7 @@ LogicalResult Planner::planAttention(tfm::AttentionOp op) {
   auto keyType = cast<RankedTensorType>(op.getKey().getType());
   int64_t heads = queryType.getDimSize(1), kvHeads = keyType.getDimSize(1);
   int64_t headDim = queryType.getDimSize(2);
-  int64_t layer = numLayers++;
+  int64_t layer = nextLayer++;
 
   hostkernels::RopeParams rope;
   rope.numHeads = heads;
@@ -787,7 +789,6 @@ FailureOr<ModelPlan> Planner::run() {
   }
   if (failed(readModelInfo(forward)))
     return failure();
-  numLayers = 0; // counted again as attention ops are planned
 
   if (onGpu())
     hostPlan.spec.kernels.push_back(

@@ -105,8 +105,9 @@ public:
     return true;
   }
 
-  void copyBlocks(const std::vector<BlockCopy> &) override {
+  bool copyBlocks(const std::vector<BlockCopy> &, std::string &) override {
     ADD_FAILURE() << "the engine never forks, so it never copies blocks";
+    return false;
   }
 
   size_t maxTokensSeen = 0;

@@ -291,6 +291,45 @@ TEST_P(CpuExecutorTest, MalformedBatchesAreRefused) {
   EXPECT_NE(error.find("outside the cache"), std::string::npos) << error;
 }
 
+TEST_P(CpuExecutorTest, CopiedBlocksGiveTheSameLogits) {
+  // A prompt prefilled in sequence 0, its blocks copied to sequence 1's:
+  // decoding the same token from either gives the same logits.
+  const std::vector<int32_t> &prompt = reference.prompts[3]; // 25 tokens
+  int32_t blockSize = executor->limits().blockSize;
+  int32_t blocks = (int32_t(prompt.size()) + 1 + blockSize - 1) / blockSize;
+  std::vector<BlockId> first(blocks), second(blocks);
+  std::vector<BlockCopy> copies;
+  for (int32_t b = 0; b < blocks; ++b) {
+    first[b] = b;
+    second[b] = blocks + b;
+    copies.push_back({first[b], second[b]});
+  }
+  int32_t vocab = executor->limits().vocabSize;
+  std::vector<float> prefill(vocab), a(vocab), b(vocab);
+  std::string error;
+  StepBatch batch;
+  batch.tokens = prompt;
+  for (size_t i = 0; i < prompt.size(); ++i)
+    batch.positions.push_back(i);
+  batch.sequences = {{int32_t(prompt.size()), int32_t(prompt.size()), &first}};
+  batch.logitRows = {int32_t(prompt.size()) - 1};
+  ASSERT_TRUE(executor->step(batch, prefill.data(), error)) << error;
+  ASSERT_TRUE(executor->copyBlocks(copies, error)) << error;
+  int32_t next = argmax(prefill.data(), vocab);
+  int32_t length = prompt.size() + 1;
+  for (auto [table, out] : {std::pair{&first, &a}, std::pair{&second, &b}}) {
+    StepBatch decode;
+    decode.tokens = {next};
+    decode.positions = {length - 1};
+    decode.sequences = {{1, length, table}};
+    decode.logitRows = {0};
+    ASSERT_TRUE(executor->step(decode, out->data(), error)) << error;
+  }
+  EXPECT_EQ(a, b);
+  EXPECT_FALSE(executor->copyBlocks({{0, executor->limits().numBlocks}}, error));
+  EXPECT_NE(error.find("outside the cache"), std::string::npos) << error;
+}
+
 INSTANTIATE_TEST_SUITE_P(Models, CpuExecutorTest, ::testing::ValuesIn(models()),
                          [](const auto &info) { return info.param.name; });
 } // namespace
