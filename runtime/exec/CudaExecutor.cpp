@@ -450,8 +450,7 @@ bool CudaExecutor::enqueue(CUstream cudaStream, std::string &error) {
         int32_t tokens = int32_t(problem.m);
         std::vector<void *> gemvArgs = {&x, &w, &y, &tokens};
         LaunchConfig config;
-        config.grid[0] =
-            unsigned(launch.gridXPerRow * problem.m + launch.gridXFixed);
+        config.grid[0] = unsigned(launch.gridX(problem.m));
         config.grid[1] = unsigned(launch.gridY);
         config.block[0] = unsigned(launch.blockX);
         config.sharedBytes = unsigned(launch.sharedBytes);
@@ -466,7 +465,7 @@ bool CudaExecutor::enqueue(CUstream cudaStream, std::string &error) {
     }
     const Launch &launch = command.launch;
     int64_t rows = launch.rows.resolve(scalars);
-    int64_t gridX = launch.gridXPerRow * rows + launch.gridXFixed;
+    int64_t gridX = launch.gridX(rows);
     if (gridX == 0)
       continue;
     // Parameter storage must not move while `args` points into it.

@@ -13,8 +13,9 @@
 //
 // GPU plans (PTX/cubin kernels) add launches: a KernelCall starts with
 //   [Int gridXPerRow][Int gridXFixed][Int gridY][Int blockX][Int sharedBytes]
-//   [RuntimeScalar rows]
-// (grid x = gridXPerRow * rows + gridXFixed), then its array operands, whose
+//   [Int rowsPerBlock][RuntimeScalar rows]
+// (grid x = gridXPerRow * ceil(rows / rowsPerBlock) + gridXFixed; schema 2
+// added rowsPerBlock), then its array operands, whose
 // base pointers are passed, then its i32 scalars (Int or RuntimeScalar). A
 // Gemm may end with GEMV variants for few rows, 7 Ints each:
 //   [maxTokens][entry][gridXPerRow][gridXFixed][gridY][blockX][sharedBytes]

@@ -46,16 +46,22 @@ bool decodePlan(const fb::Plan &plan, bool withLaunch,
     size_t i = 0;
     bool launched = withLaunch && decoded.kind == fb::CommandKind::KernelCall;
     if (launched) {
-      int64_t values[5];
+      int64_t values[6];
       for (int64_t &value : values) {
         if (i >= args.size() || args.Get(i)->kind() != fb::ArgKind::Int) {
-          error = where + " does not start with its launch";
+          error = where + " does not start with its launch (6 integers; "
+                          "GPU artifacts of schema 1 need compiling again)";
           return false;
         }
         value = args.Get(i++)->index();
       }
+      if (values[5] < 1) {
+        error = where + ": its launch has " + std::to_string(values[5]) +
+                " rows per block";
+        return false;
+      }
       decoded.launch = {values[0], values[1], values[2], values[3], values[4],
-                        {}};
+                        values[5], {}};
       if (i >= args.size() || !decodeExtent(*args.Get(i++), decoded.launch.rows)) {
         error = where + ": its launch names no row count";
         return false;
@@ -82,7 +88,7 @@ bool decodePlan(const fb::Plan &plan, bool withLaunch,
         variant.maxTokens = values[0];
         variant.entry = uint32_t(values[1]);
         variant.launch = {values[2], values[3], values[4], values[5],
-                          values[6], {}};
+                          values[6], 1, {}};
         decoded.gemvVariants.push_back(variant);
         continue;
       }

@@ -34,11 +34,16 @@ struct Operand {
   std::vector<Extent> sizes, strides;
 };
 
-/// A GPU kernel launch (PlanAbi.h): grid x = perRow * rows + fixed.
+/// A GPU kernel launch (PlanAbi.h): grid x = perRow * ceil(rows /
+/// rowsPerBlock) + fixed.
 struct Launch {
   int64_t gridXPerRow = 0, gridXFixed = 0, gridY = 1, blockX = 0,
-          sharedBytes = 0;
+          sharedBytes = 0, rowsPerBlock = 1;
   Extent rows;
+  int64_t gridX(int64_t rowCount) const {
+    return gridXPerRow * ((rowCount + rowsPerBlock - 1) / rowsPerBlock) +
+           gridXFixed;
+  }
 };
 
 /// A generated kernel that computes a Gemm for at most maxTokens rows.

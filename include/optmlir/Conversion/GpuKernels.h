@@ -52,7 +52,8 @@ namespace gpukernels {
 constexpr const char *kGpuModuleName = "optmlir_kernels";
 
 /// How a kernel is launched for a step with `rows` rows (T tokens; R rows
-/// for gather_rows): grid = (gridXPerRow * rows + gridXFixed, gridY, 1),
+/// for gather_rows): grid = (gridXPerRow * ceil(rows / rowsPerBlock) +
+/// gridXFixed, gridY, 1),
 /// block = (blockX, 1, 1), dynamic shared memory dynamicSharedBytes.
 struct LaunchRule {
   int64_t gridXPerRow = 1;
@@ -60,8 +61,14 @@ struct LaunchRule {
   int64_t gridY = 1;
   int64_t blockX = 0;
   int64_t dynamicSharedBytes = 0;
+  /// Rows (tokens) one block covers along x: tiled kernels (flash
+  /// attention) take several.
+  int64_t rowsPerBlock = 1;
 
-  int64_t gridX(int64_t rows) const { return gridXPerRow * rows + gridXFixed; }
+  int64_t gridX(int64_t rows) const {
+    return gridXPerRow * ((rows + rowsPerBlock - 1) / rowsPerBlock) +
+           gridXFixed;
+  }
 };
 
 /// One kernel parameter, in launch order.

@@ -280,11 +280,12 @@ LogicalResult Planner::gpuKernelCall(Operation *op,
   command.kernel = 0;
   if (failed(addEntry(kernel->name, command.entry)))
     return failure();
-  // The launch (PlanAbi.h): grid x = perRow * rows + fixed, grid y, block x,
-  // dynamic shared bytes.
+  // The launch (PlanAbi.h): grid x = perRow * ceil(rows / rowsPerBlock) +
+  // fixed, grid y, block x, dynamic shared bytes, rows per block.
   const gpukernels::LaunchRule &launch = kernel->launch;
   for (int64_t value : {launch.gridXPerRow, launch.gridXFixed, launch.gridY,
-                        launch.blockX, launch.dynamicSharedBytes})
+                        launch.blockX, launch.dynamicSharedBytes,
+                        launch.rowsPerBlock})
     command.args.push_back(art::Arg::integer(value));
   command.args.push_back(art::Arg::runtimeScalar(rows));
   // Pointer parameters are the operands in order; scalars follow, by name.
