@@ -145,13 +145,33 @@ mlir::FailureOr<GpuKernel> buildKvWrite(mlir::ModuleOp module,
 /// paged_attention(q: [T, Hq, D], key_cache: [?, B, Hkv, D],
 ///                 value_cache: [?, B, Hkv, D], query_start: i32 [S + 1],
 ///                 context_len: i32 [S], block_table: i32 [S, M],
-///                 out: [T, Hq, D] (dense), T, S, q_row_stride, M)
-///   As hostkernels::buildPagedAttention. grid (T, Hq): one block per
-///   (token, query head), which walks the keys of its sequence blockX at a
-///   time with an online softmax. Simple and correct, not fast.
+///                 out: [T, Hq, D] (dense), workspace: f32 scratch,
+///                 T, S, q_row_stride, M)
+///   As hostkernels::buildPagedAttention, split along the context
+///   (flash-decoding): grid (T, headGroups * maxSplits), where a block
+///   serves one token, the query heads of one kv head that fit its registers
+///   (a head group: every key and value it loads serves all of them) and one
+///   of `splits` slices of the context, splits = clamp(targetBlocks / (T *
+///   headGroups), 1, maxSplits) so that small batches still fill the GPU.
+///   Its 4 warps take keys in slots of D / 8 lanes (16-byte loads), an
+///   online softmax per slot, merged across slots and warps at the end. With
+///   one split it writes `out`; with more, each block writes its softmax
+///   state to `workspace` (pagedAttentionWorkspaceBytes) and
+///   paged_attention_reduce, launched after it, combines them.
 mlir::FailureOr<GpuKernel>
 buildPagedAttention(mlir::ModuleOp module,
                     const hostkernels::PagedAttentionParams &params);
+
+/// paged_attention_reduce(workspace, out: [T, Hq, D], T)
+///   Combines the split states paged_attention wrote (nothing to do, and
+///   returns at once, when the step used one split). grid (T, Hq).
+mlir::FailureOr<GpuKernel>
+buildPagedAttentionReduce(mlir::ModuleOp module,
+                          const hostkernels::PagedAttentionParams &params);
+
+/// Bytes of the f32 workspace paged_attention needs, for any T.
+int64_t
+pagedAttentionWorkspaceBytes(const hostkernels::PagedAttentionParams &params);
 
 struct GemvParams {
   int64_t n = 0;         // output features N

@@ -477,9 +477,28 @@ FailureOr<GpuKernel> buildKvWrite(ModuleOp module,
   return kernel;
 }
 
-FailureOr<GpuKernel>
-buildPagedAttention(ModuleOp module,
-                    const hostkernels::PagedAttentionParams &params) {
+namespace {
+/// The shape of the split-KV paged attention (buildPagedAttention): how a
+/// block's lanes cover the keys and how many splits a step uses.
+struct AttentionLayout {
+  int64_t headDim, w, chunks, lanesPerKey, keysPerWarp;
+  int64_t group, headsPerBlock, headGroups;
+  /// Keys one block iteration covers (all warps, kAttentionUnroll keys each
+  /// lane slot).
+  int64_t keysPerIteration;
+};
+
+constexpr int64_t kAttentionWarps = 4;
+constexpr int64_t kAttentionUnroll = 2;
+/// Splits along the context are chosen so that a step launches about this
+/// many working blocks (a few per SM on an H100's 132), at most
+/// kMaxAttentionSplits per (token, head group).
+constexpr int64_t kAttentionTargetBlocks = 512;
+constexpr int64_t kMaxAttentionSplits = 32;
+
+FailureOr<AttentionLayout>
+attentionLayout(ModuleOp module,
+                const hostkernels::PagedAttentionParams &params) {
   const hostkernels::KvCacheShape &cache = params.cache;
   if (failed(checkCache(module, cache)) ||
       failed(checkPositive(module, "head count", params.numHeads)))
@@ -491,21 +510,99 @@ buildPagedAttention(ModuleOp module,
   if (params.slidingWindow < 0)
     return module.emitError()
            << "gpu kernel: negative sliding window " << params.slidingWindow;
-  if (cache.headDim > 1024)
+  AttentionLayout l;
+  l.headDim = cache.headDim;
+  l.w = vectorWidthFor(l.headDim);
+  l.chunks = l.headDim / l.w;
+  l.lanesPerKey = int64_t(llvm::PowerOf2Ceil(l.chunks));
+  if (l.lanesPerKey > kWarp)
     return module.emitError()
-           << "gpu kernel: head dim " << cache.headDim << " above 1024";
+           << "gpu kernel: head dim " << l.headDim
+           << " needs more than a warp of 16-byte lanes per key";
+  l.keysPerWarp = kWarp / l.lanesPerKey;
+  l.group = params.numHeads / cache.numKvHeads;
+  // The query heads of one kv head share every key and value a block loads;
+  // at most 8 of them, for the registers (q and the output per head).
+  l.headsPerBlock = 1;
+  for (int64_t hp = std::min<int64_t>(l.group, 8); hp >= 1; --hp)
+    if (l.group % hp == 0) {
+      l.headsPerBlock = hp;
+      break;
+    }
+  l.headGroups = params.numHeads / l.headsPerBlock;
+  l.keysPerIteration = kAttentionWarps * l.keysPerWarp * kAttentionUnroll;
+  return l;
+}
+
+/// The number of context splits of a step with T tokens: the same formula
+/// in the attention kernel and in its reduction.
+Value attentionSplits(KernelBuilder &k, const AttentionLayout &l, Value t) {
+  Value perToken = k.divui(k.index(kAttentionTargetBlocks),
+                           k.muli(k.maxsi(t, k.index(1)), k.index(l.headGroups)));
+  return k.maxsi(k.minsi(perToken, k.index(kMaxAttentionSplits)), k.index(1));
+}
+
+std::string attentionSplitSuffix(const AttentionLayout &l) {
+  return "_g" + std::to_string(l.headGroups) + "_z" +
+         std::to_string(kMaxAttentionSplits) + "_n" +
+         std::to_string(kAttentionTargetBlocks);
+}
+
+/// Merges the softmax state (m, l, acc) of `other` into `into`; scores are
+/// in log2 units. Empty states have m = -inf and l = acc = 0.
+void mergeSoftmaxState(KernelBuilder &k, Value &m, Value &l,
+                       MutableArrayRef<Value> acc, Value otherM, Value otherL,
+                       ArrayRef<Value> otherAcc) {
+  Value negInf = k.constF32(-INFINITY);
+  Value newM = k.maxf(m, otherM);
+  Value empty = arith::CmpFOp::create(k.b, arith::CmpFPredicate::OEQ, newM,
+                                      negInf);
+  Value zero = k.constF32(0.0);
+  Value a = k.select(empty, zero, k.exp2(k.sub(m, newM)));
+  Value b = k.select(empty, zero, k.exp2(k.sub(otherM, newM)));
+  l = k.add(k.mul(l, a), k.mul(otherL, b));
+  for (auto [mine, theirs] : llvm::zip(acc, otherAcc))
+    mine = k.add(k.mul(mine, a), k.mul(theirs, b));
+  m = newM;
+}
+} // namespace
+
+int64_t pagedAttentionWorkspaceBytes(
+    const hostkernels::PagedAttentionParams &params) {
+  const int64_t groups =
+      params.numHeads / std::max<int64_t>(1, params.cache.numKvHeads);
+  int64_t headsPerBlock = 1;
+  for (int64_t hp = std::min<int64_t>(groups, 8); hp >= 1; --hp)
+    if (groups > 0 && groups % hp == 0) {
+      headsPerBlock = hp;
+      break;
+    }
+  const int64_t headGroups = std::max<int64_t>(1, params.numHeads / headsPerBlock);
+  // Splits are > 1 only while T * headGroups * 2 <= target blocks, so
+  // T * splits <= target / headGroups partial states per query head.
+  const int64_t states =
+      std::max<int64_t>(1, kAttentionTargetBlocks / headGroups) *
+      params.numHeads;
+  return states * (params.cache.headDim + 2) * 4;
+}
+
+FailureOr<GpuKernel>
+buildPagedAttention(ModuleOp module,
+                    const hostkernels::PagedAttentionParams &params) {
+  FailureOr<AttentionLayout> layout = attentionLayout(module, params);
+  if (failed(layout))
+    return failure();
+  const AttentionLayout &l = *layout;
+  const hostkernels::KvCacheShape &cache = params.cache;
   const int64_t numHeads = params.numHeads, numKvHeads = cache.numKvHeads;
-  const int64_t group = numHeads / numKvHeads;
   const int64_t headDim = cache.headDim, blockSize = cache.blockSize;
+  const int64_t w = l.w, hp = l.headsPerBlock;
   std::string name =
       "paged_attention_h" + std::to_string(numHeads) + "_kv" +
       std::to_string(numKvHeads) + "_d" + std::to_string(headDim) + "_b" +
       std::to_string(blockSize) + "_s" + numberForName(params.scale, 9) + "_w" +
-      std::to_string(params.slidingWindow);
-  // One thread per key of a tile when scoring, one per output element
-  // when accumulating: the block covers both.
-  const int64_t blockX = std::max<int64_t>(128, llvm::alignTo(headDim, kWarp));
-  int64_t w = vectorWidthFor(headDim);
+      std::to_string(params.slidingWindow) + attentionSplitSuffix(l);
+  const int64_t blockX = kAttentionWarps * kWarp;
   std::vector<KernelArg> args = {ptrArg("q"),
                                  ptrArg("key_cache"),
                                  ptrArg("value_cache"),
@@ -513,12 +610,13 @@ buildPagedAttention(ModuleOp module,
                                  ptrArg("context_len"),
                                  ptrArg("block_table"),
                                  ptrArg("out"),
+                                 ptrArg("workspace"),
                                  i32Arg("T"),
                                  i32Arg("S"),
                                  i32Arg("q_row_stride"),
                                  i32Arg("block_table_stride")};
   LaunchRule rule = perRow(blockX);
-  rule.gridY = numHeads;
+  rule.gridY = l.headGroups * kMaxAttentionSplits;
   GpuKernel kernel{name, rule, args, w};
   bool exists;
   FailureOr<gpu::GPUModuleOp> gpuModule = prepare(module, name, exists);
@@ -527,123 +625,293 @@ buildPagedAttention(ModuleOp module,
   if (exists)
     return kernel;
 
-  KernelBuilder k(*gpuModule, name, args, {headDim, blockX, kWarp}, blockX);
+  // Shared: each warp's merged state per head, m, l, then D accumulators.
+  const int64_t stateSize = headDim + 2;
+  KernelBuilder k(*gpuModule, name, args, {kAttentionWarps * hp * stateSize},
+                  blockX);
   k.readOnly({0, 1, 2, 3, 4, 5});
   Value q = k.arg(0), keyCache = k.arg(1), valueCache = k.arg(2),
         queryStart = k.arg(3), contextLen = k.arg(4), blockTable = k.arg(5),
-        out = k.arg(6);
-  Value numSeqs = k.argIndex(8), qStride = k.argIndex(9),
-        tableStride = k.argIndex(10);
-  Value qShared = k.shared(0), probs = k.shared(1), scratch = k.shared(2);
+        out = k.arg(6), workspace = k.arg(7);
+  Value numTokens = k.argIndex(8), numSeqs = k.argIndex(9),
+        qStride = k.argIndex(10), tableStride = k.argIndex(11);
+  Value states = k.shared(0);
   using P = arith::CmpIPredicate;
   Value c0 = k.index(0), c1 = k.index(1), cBlock = k.index(blockSize);
   Value cD = k.index(headDim), cKv = k.index(numKvHeads);
   Value negInf = k.constF32(-INFINITY), zero = k.constF32(0.0);
 
-  forRow(k, 7, [&](Value t) {
-    Value h = k.blockId(gpu::Dimension::y);
-    Value kvHead = k.divui(h, k.index(group));
-    // The sequence of token t: the number of sequences ending at or before
-    // it (empty ones included). Uniform across the block.
-    Value s =
-        k.loopCarry(c0, numSeqs, c1, {c0},
-                    [&](Value i, ValueRange count) -> SmallVector<Value> {
-                      Value end = k.loadIndex(queryStart, k.addi(i, c1));
-                      Value ended = k.cmpi(P::sle, end, t);
-                      return {k.select(ended, k.addi(count[0], c1), count[0])};
-                    })[0];
-    Value inSeq = k.cmpi(P::ult, s, numSeqs);
-    k.ifThen(inSeq, [&] {
-      Value first = k.loadIndex(queryStart, s);
-      k.ifThen(k.cmpi(P::sle, first, t), [&] {
-        Value last = k.loadIndex(queryStart, k.addi(s, c1));
-        Value ctx = k.loadIndex(contextLen, s);
-        // pos = ctx - n + (t - first) = t + (ctx - last).
-        Value pos = k.addi(t, k.subi(ctx, last));
-        Value lo = c0;
-        if (params.slidingWindow > 0)
-          lo = k.maxsi(k.subi(pos, k.index(params.slidingWindow - 1)), c0);
-        Value posEnd = k.addi(pos, c1);
-        Value tableBase = k.muli(s, tableStride);
-        // Row of key j in the [numBlocks * B, Hkv, D] view, times Hkv * D,
-        // plus this kv head.
-        auto keyOffset = [&](Value j) {
-          Value block =
-              k.loadIndex(blockTable, k.addi(tableBase, k.divui(j, cBlock)));
-          Value row = k.addi(k.muli(block, cBlock), k.remui(j, cBlock));
-          return k.muli(k.addi(k.muli(row, cKv), kvHead), cD);
-        };
+  // Lane roles: a key slot of lanesPerKey lanes holds one key, each lane w
+  // of its dims (lanes past the head dim idle on a clamped chunk).
+  Value lane = k.remui(k.tid, k.index(kWarp));
+  Value warp = k.divui(k.tid, k.index(kWarp));
+  Value slot = k.divui(lane, k.index(l.lanesPerKey));
+  Value chunk = k.remui(lane, k.index(l.lanesPerKey));
+  Value chunkValid = k.cmpi(P::ult, chunk, k.index(l.chunks));
+  Value dOff = k.muli(k.minsi(chunk, k.index(l.chunks - 1)), k.index(w));
 
-        Value qBase = k.addi(k.muli(t, qStride), k.muli(h, cD));
-        k.forThreads(cD, [&](Value d) {
-          k.storeShared(k.load(q, k.addi(qBase, d), 1, true)[0], qShared, d);
-        });
-        k.barrier();
+  forRow(k, 8, [&](Value t) {
+    Value y = k.blockId(gpu::Dimension::y);
+    Value headGroup = k.remui(y, k.index(l.headGroups));
+    Value z = k.divui(y, k.index(l.headGroups));
+    Value splits = attentionSplits(k, l, numTokens);
+    k.ifThen(k.cmpi(P::ult, z, splits), [&] {
+      // The sequence of token t: the number of sequences ending at or
+      // before it (empty ones included). Uniform across the block.
+      Value s = k.loopCarry(
+          c0, numSeqs, c1, {c0},
+          [&](Value i, ValueRange count) -> SmallVector<Value> {
+            Value end = k.loadIndex(queryStart, k.addi(i, c1));
+            Value ended = k.cmpi(P::sle, end, t);
+            return {k.select(ended, k.addi(count[0], c1), count[0])};
+          })[0];
+      k.ifThen(k.cmpi(P::ult, s, numSeqs), [&] {
+        Value first = k.loadIndex(queryStart, s);
+        k.ifThen(k.cmpi(P::sle, first, t), [&] {
+          Value last = k.loadIndex(queryStart, k.addi(s, c1));
+          Value ctx = k.loadIndex(contextLen, s);
+          // pos = ctx - n + (t - first) = t + (ctx - last).
+          Value pos = k.addi(t, k.subi(ctx, last));
+          Value lo = c0;
+          if (params.slidingWindow > 0)
+            lo = k.maxsi(k.subi(pos, k.index(params.slidingWindow - 1)), c0);
+          Value posEnd = k.addi(pos, c1);
+          // This split's keys: a whole number of block iterations each.
+          Value span = k.subi(posEnd, lo);
+          Value perSplit = k.divui(k.addi(span, k.subi(splits, c1)), splits);
+          Value iter = k.index(l.keysPerIteration);
+          perSplit = k.muli(k.divui(k.addi(perSplit, k.subi(iter, c1)), iter),
+                            iter);
+          Value kStart = k.minsi(k.addi(lo, k.muli(z, perSplit)), posEnd);
+          Value kEnd = k.minsi(k.addi(kStart, perSplit), posEnd);
+          Value firstHead = k.muli(headGroup, k.index(hp));
+          Value kvHead = k.divui(firstHead, k.index(l.group));
+          Value tableBase = k.muli(s, tableStride);
+          auto keyOffset = [&](Value j) {
+            Value block =
+                k.loadIndex(blockTable, k.addi(tableBase, k.divui(j, cBlock)));
+            Value row = k.addi(k.muli(block, cBlock), k.remui(j, cBlock));
+            return k.addi(k.muli(k.addi(k.muli(row, cKv), kvHead), cD), dOff);
+          };
 
-        // Online softmax over tiles of blockX keys. Carried: running max,
-        // running sum, and this thread's output element (tid < D).
-        Value scale = k.constF32(params.scale);
-        SmallVector<Value> state = k.loopCarry(
-            lo, posEnd, k.index(blockX), {negInf, zero, zero},
-            [&](Value tileStart, ValueRange st) -> SmallVector<Value> {
-              Value runMax = st[0], runSum = st[1], acc = st[2];
-              Value j = k.addi(tileStart, k.tid);
-              Value inRange = k.cmpi(P::slt, j, posEnd);
-              Value score = k.ifElse(
-                  inRange, {k.f32},
-                  [&]() -> SmallVector<Value> {
-                    Value kBase = keyOffset(j);
-                    Value dot = k.loopCarry(
-                        c0, cD, k.index(w), {zero},
-                        [&](Value d, ValueRange a) -> SmallVector<Value> {
-                          SmallVector<Value> kv =
-                              k.load(keyCache, k.addi(kBase, d), w, true);
-                          Value sum = a[0];
-                          for (int64_t e = 0; e < w; ++e)
-                            sum = k.fma(
-                                k.loadShared(qShared, k.addi(d, k.index(e))),
-                                kv[e], sum);
-                          return {sum};
-                        })[0];
-                    return {k.mul(dot, scale)};
-                  },
-                  [&]() -> SmallVector<Value> { return {negInf}; })[0];
-              Value tileMax = k.blockReduce(score, /*isMax=*/true, scratch);
-              Value newMax = k.maxf(runMax, tileMax);
-              // Keys out of range score -inf: exp gives 0.
-              Value p = k.exp(k.sub(score, newMax));
-              k.storeShared(p, probs, k.tid);
-              Value tileSum = k.blockReduce(p, /*isMax=*/false, scratch);
-              k.barrier(); // probs visible to all (blockReduce may not sync).
-              // exp(-inf) = 0 on the first tile: nothing to rescale.
-              Value correction = k.exp(k.sub(runMax, newMax));
-              Value newSum = k.add(k.mul(runSum, correction), tileSum);
-              Value count =
-                  k.subi(k.minsi(posEnd, k.addi(tileStart, k.index(blockX))),
-                         tileStart);
-              Value newAcc = k.ifElse(
-                  k.cmpi(P::ult, k.tid, cD), {k.f32},
-                  [&]() -> SmallVector<Value> {
-                    return k.loopCarry(
-                        c0, count, c1, {k.mul(acc, correction)},
-                        [&](Value jj, ValueRange a) -> SmallVector<Value> {
-                          Value vOff =
-                              k.addi(keyOffset(k.addi(tileStart, jj)), k.tid);
-                          Value v = k.load(valueCache, vOff, 1, true)[0];
-                          return {k.fma(k.loadShared(probs, jj), v, a[0])};
-                        });
-                  },
-                  [&]() -> SmallVector<Value> { return {acc}; })[0];
-              k.barrier(); // probs is rewritten by the next tile.
-              return {newMax, newSum, newAcc};
-            });
-        k.ifThen(k.cmpi(P::ult, k.tid, cD), [&] {
-          Value o = k.div(state[2], state[1]);
-          Value outOff = k.addi(
-              k.muli(k.addi(k.muli(t, k.index(numHeads)), h), cD), k.tid);
-          k.store({o}, out, outOff);
+          // q in log2 units: scores then go through ex2 directly.
+          Value qScale = k.constF32(params.scale * 1.4426950408889634);
+          SmallVector<Value> qv; // [h * w + e]
+          for (int64_t h = 0; h < hp; ++h) {
+            Value head = k.addi(firstHead, k.index(h));
+            SmallVector<Value> v = k.load(
+                q, k.addi(k.addi(k.muli(t, qStride), k.muli(head, cD)), dOff),
+                w, /*readOnly=*/true);
+            for (Value e : v)
+              qv.push_back(k.select(chunkValid, k.mul(e, qScale), zero));
+          }
+
+          // Carried per head: m, l, then w accumulators.
+          const int64_t perHead = 2 + w;
+          SmallVector<Value> init;
+          for (int64_t h = 0; h < hp; ++h) {
+            init.push_back(negInf);
+            init.push_back(zero);
+            init.append(w, zero);
+          }
+          Value slotKey = k.addi(k.muli(warp, k.index(l.keysPerWarp)), slot);
+          SmallVector<Value> state = k.loopCarry(
+              kStart, kEnd, iter, init,
+              [&](Value base, ValueRange st) -> SmallVector<Value> {
+                // Every load of the iteration first, then the math.
+                SmallVector<Value> valid, keys, values;
+                SmallVector<SmallVector<Value>> kv, vv;
+                for (int64_t u = 0; u < kAttentionUnroll; ++u) {
+                  Value j = k.addi(
+                      k.addi(base, k.index(u * kAttentionWarps * l.keysPerWarp)),
+                      slotKey);
+                  valid.push_back(k.cmpi(P::slt, j, kEnd));
+                  Value off = keyOffset(k.minsi(j, k.subi(kEnd, c1)));
+                  kv.push_back(k.load(keyCache, off, w, true));
+                  vv.push_back(k.load(valueCache, off, w, true));
+                }
+                SmallVector<Value> next;
+                for (int64_t h = 0; h < hp; ++h) {
+                  Value m = st[h * perHead], sum = st[h * perHead + 1];
+                  SmallVector<Value> scores;
+                  Value newM = m;
+                  for (int64_t u = 0; u < kAttentionUnroll; ++u) {
+                    Value dot = zero;
+                    for (int64_t e = 0; e < w; ++e)
+                      dot = k.fma(qv[h * w + e], kv[u][e], dot);
+                    for (int64_t o = l.lanesPerKey / 2; o > 0; o /= 2)
+                      dot = k.add(dot, gpu::ShuffleOp::create(
+                                           k.b, dot, int32_t(o), int32_t(kWarp),
+                                           gpu::ShuffleMode::XOR)
+                                           .getShuffleResult());
+                    scores.push_back(k.select(valid[u], dot, negInf));
+                    newM = k.maxf(newM, scores.back());
+                  }
+                  // newM = -inf only when every key so far was out of range:
+                  // nothing to rescale then.
+                  Value empty = arith::CmpFOp::create(
+                      k.b, arith::CmpFPredicate::OEQ, newM, negInf);
+                  Value correction =
+                      k.select(empty, k.constF32(1.0), k.exp2(k.sub(m, newM)));
+                  SmallVector<Value> p;
+                  for (int64_t u = 0; u < kAttentionUnroll; ++u)
+                    p.push_back(k.select(valid[u],
+                                         k.exp2(k.sub(scores[u], newM)), zero));
+                  Value newSum = k.mul(sum, correction);
+                  for (Value pu : p)
+                    newSum = k.add(newSum, pu);
+                  next.push_back(newM);
+                  next.push_back(newSum);
+                  for (int64_t e = 0; e < w; ++e) {
+                    Value acc = k.mul(st[h * perHead + 2 + e], correction);
+                    for (int64_t u = 0; u < kAttentionUnroll; ++u)
+                      acc = k.fma(p[u], vv[u][e], acc);
+                    next.push_back(acc);
+                  }
+                }
+                return next;
+              });
+
+          // Merge the key slots of each warp (lanes of one chunk), then the
+          // warps through shared memory.
+          auto shuffle = [&](Value v, int64_t offset) {
+            return gpu::ShuffleOp::create(k.b, v, int32_t(offset),
+                                          int32_t(kWarp), gpu::ShuffleMode::XOR)
+                .getShuffleResult();
+          };
+          for (int64_t o = l.lanesPerKey; o < kWarp; o *= 2)
+            for (int64_t h = 0; h < hp; ++h) {
+              MutableArrayRef<Value> st(state.data() + h * perHead, perHead);
+              SmallVector<Value> otherAcc;
+              for (int64_t e = 0; e < w; ++e)
+                otherAcc.push_back(shuffle(st[2 + e], o));
+              Value otherM = shuffle(st[0], o), otherL = shuffle(st[1], o);
+              mergeSoftmaxState(k, st[0], st[1], st.drop_front(2), otherM,
+                                otherL, otherAcc);
+            }
+          Value writer = arith::AndIOp::create(
+              k.b, k.cmpi(P::eq, slot, c0), chunkValid);
+          k.ifThen(writer, [&] {
+            for (int64_t h = 0; h < hp; ++h) {
+              Value base = k.muli(k.addi(k.muli(warp, k.index(hp)), k.index(h)),
+                                  k.index(stateSize));
+              k.storeShared(state[h * perHead], states, base);
+              k.storeShared(state[h * perHead + 1], states,
+                            k.addi(base, c1));
+              for (int64_t e = 0; e < w; ++e)
+                k.storeShared(state[h * perHead + 2 + e], states,
+                              k.addi(base, k.addi(k.index(2 + e), dOff)));
+            }
+          });
+          k.barrier();
+          Value finisher =
+              arith::AndIOp::create(k.b, k.cmpi(P::eq, warp, c0), writer);
+          k.ifThen(finisher, [&] {
+            for (int64_t h = 0; h < hp; ++h) {
+              Value m = negInf, sum = zero;
+              SmallVector<Value> acc(w, zero);
+              for (int64_t wi = 0; wi < kAttentionWarps; ++wi) {
+                Value base = k.index((wi * hp + h) * stateSize);
+                SmallVector<Value> other;
+                for (int64_t e = 0; e < w; ++e)
+                  other.push_back(k.loadShared(
+                      states, k.addi(base, k.addi(k.index(2 + e), dOff))));
+                mergeSoftmaxState(k, m, sum, acc, k.loadShared(states, base),
+                                  k.loadShared(states, k.addi(base, c1)),
+                                  other);
+              }
+              Value head = k.addi(firstHead, k.index(h));
+              Value rowHead = k.addi(k.muli(t, k.index(numHeads)), head);
+              k.ifThen(k.cmpi(P::eq, splits, c1), [&] {
+                Value inv = k.div(k.constF32(1.0), sum);
+                SmallVector<Value> o;
+                for (Value a : acc)
+                  o.push_back(k.mul(a, inv));
+                k.store(o, out, k.addi(k.muli(rowHead, cD), dOff));
+              });
+              k.ifThen(k.cmpi(P::ne, splits, c1), [&] {
+                // Partial state (t, z, head) for the reduction.
+                Value part = k.addi(
+                    k.muli(k.addi(k.muli(t, splits), z), k.index(numHeads)),
+                    head);
+                Value base = k.muli(part, k.index(stateSize));
+                k.ifThen(k.cmpi(P::eq, chunk, c0), [&] {
+                  k.storeF32(m, workspace, base);
+                  k.storeF32(sum, workspace, k.addi(base, c1));
+                });
+                for (int64_t e = 0; e < w; ++e)
+                  k.storeF32(acc[e], workspace,
+                             k.addi(base, k.addi(k.index(2 + e), dOff)));
+              });
+            }
+          });
         });
       });
+    });
+  });
+  k.finish();
+  return kernel;
+}
+
+FailureOr<GpuKernel>
+buildPagedAttentionReduce(ModuleOp module,
+                          const hostkernels::PagedAttentionParams &params) {
+  FailureOr<AttentionLayout> layout = attentionLayout(module, params);
+  if (failed(layout))
+    return failure();
+  const AttentionLayout &l = *layout;
+  const int64_t numHeads = params.numHeads, headDim = params.cache.headDim;
+  std::string name = "paged_attention_reduce_h" + std::to_string(numHeads) +
+                     "_d" + std::to_string(headDim) + attentionSplitSuffix(l);
+  std::vector<KernelArg> args = {ptrArg("workspace"), ptrArg("out"),
+                                 i32Arg("T")};
+  const int64_t blockX = blockFor(headDim, 1024);
+  LaunchRule rule = perRow(blockX);
+  rule.gridY = numHeads;
+  GpuKernel kernel{name, rule, args, 1};
+  bool exists;
+  FailureOr<gpu::GPUModuleOp> gpuModule = prepare(module, name, exists);
+  if (failed(gpuModule))
+    return failure();
+  if (exists)
+    return kernel;
+  KernelBuilder k(*gpuModule, name, args, {}, blockX);
+  k.readOnly({0});
+  Value workspace = k.arg(0), out = k.arg(1);
+  Value numTokens = k.argIndex(2);
+  using P = arith::CmpIPredicate;
+  Value c0 = k.index(0), c1 = k.index(1);
+  const int64_t stateSize = headDim + 2;
+  forRow(k, 2, [&](Value t) {
+    Value head = k.blockId(gpu::Dimension::y);
+    Value splits = attentionSplits(k, l, numTokens);
+    Value active = arith::AndIOp::create(k.b, k.cmpi(P::ugt, splits, c1),
+                                         k.cmpi(P::ult, k.tid, k.index(headDim)));
+    k.ifThen(active, [&] {
+      auto stateBase = [&](Value z) {
+        Value part = k.addi(k.muli(k.addi(k.muli(t, splits), z),
+                                   k.index(numHeads)),
+                            head);
+        return k.muli(part, k.index(stateSize));
+      };
+      SmallVector<Value> merged = k.loopCarry(
+          c0, splits, c1,
+          {k.constF32(-INFINITY), k.constF32(0.0), k.constF32(0.0)},
+          [&](Value z, ValueRange st) -> SmallVector<Value> {
+            Value base = stateBase(z);
+            Value m = st[0], sum = st[1];
+            SmallVector<Value> acc = {st[2]};
+            mergeSoftmaxState(
+                k, m, sum, acc, k.loadF32(workspace, base),
+                k.loadF32(workspace, k.addi(base, c1)),
+                {k.loadF32(workspace,
+                           k.addi(base, k.addi(k.index(2), k.tid)))});
+            return {m, sum, acc[0]};
+          });
+      k.store({k.div(merged[2], merged[1])}, out,
+              k.addi(k.muli(k.addi(k.muli(t, k.index(numHeads)), head),
+                            k.index(headDim)),
+                     k.tid));
     });
   });
   k.finish();

@@ -196,11 +196,12 @@ public:
   }
   Value maxf(Value x, Value y) { return arith::MaximumFOp::create(b, x, y); }
   /// e^x as 2^(x log2 e) with ex2.approx (relative error ~2^-22; -inf -> 0).
-  Value exp(Value x) {
-    Value scaled = mul(x, constF32(1.4426950408889634));
+  Value exp(Value x) { return exp2(mul(x, constF32(1.4426950408889634))); }
+  /// 2^x with ex2.approx (-inf -> 0, NaN -> NaN).
+  Value exp2(Value x) {
     return LLVM::CallIntrinsicOp::create(
                b, f32, b.getStringAttr("llvm.nvvm.ex2.approx.ftz.f32"),
-               ValueRange{scaled})
+               ValueRange{x})
         .getResult(0);
   }
   /// An LLVM intrinsic by name. The GPU-to-NVVM conversion turns the
@@ -237,6 +238,13 @@ public:
                                 gep(base, bf16, offset), 2 * w,
                                 /*isVolatile=*/false, /*isNonTemporal=*/false,
                                 /*isInvariant=*/readOnly);
+  }
+  /// One f32 (scratch buffers the kernels write and read themselves).
+  Value loadF32(Value base, Value offset) {
+    return LLVM::LoadOp::create(b, f32, gep(base, f32, offset), 4);
+  }
+  void storeF32(Value value, Value base, Value offset) {
+    LLVM::StoreOp::create(b, value, gep(base, f32, offset), 4);
   }
   void storeRaw(Value vector, Value base, Value offset) {
     int64_t w = cast<VectorType>(vector.getType()).getNumElements();

@@ -185,6 +185,8 @@ private:
   /// Pending in-place rotations, done together at their attention op.
   llvm::DenseMap<Value, tfm::RopeOp> ropes;
 
+  /// The scratch buffer of the GPU attention kernels, once planned.
+  int64_t attentionWorkspace = -1;
   int64_t inputIds = -1, positions = -1, slotMapping = -1, queryStart = -1,
           contextLen = -1, blockTable = -1, logitRows = -1, logits = -1;
   /// The KV-cache layer of the next attention op planned.
@@ -632,11 +634,32 @@ LogicalResult Planner::planAttention(tfm::AttentionOp op) {
   table.index = blockTable;
   table.shape = {scalarDim(pa::NumSeqs), scalarDim(pa::MaxBlocksPerSeq)};
   table.strides = {scalarDim(pa::MaxBlocksPerSeq), 1};
-  if (failed(call(
-          op,
-          [&] { return hostkernels::buildPagedAttention(*kernels, attention); },
-          [&] { return gpukernels::buildPagedAttention(*kernels, attention); },
-          {q, keys, values, starts, lengths, table, out})))
+  if (!onGpu()) {
+    if (failed(kernelCall(
+            op, hostkernels::buildPagedAttention(*kernels, attention),
+            {q, keys, values, starts, lengths, table, out})))
+      return failure();
+    define(op.getResult(), out);
+    return success();
+  }
+  // The GPU kernel splits long contexts over blocks and combines their
+  // softmax states in a second kernel, through one scratch buffer that every
+  // layer reuses.
+  uint64_t workspaceBytes = gpukernels::pagedAttentionWorkspaceBytes(attention);
+  if (attentionWorkspace < 0)
+    attentionWorkspace = addBuffer("attention_workspace", workspaceBytes,
+                                   art::BufferKind::Activation);
+  art::Buffer &scratch = hostPlan.spec.plan.buffers[attentionWorkspace];
+  scratch.sizeBytes = std::max<uint64_t>(scratch.sizeBytes, workspaceBytes);
+  PlanArray workspace = denseArray(art::ArgKind::Buffer, attentionWorkspace,
+                                   {int64_t(workspaceBytes / 4)});
+  if (failed(gpuKernelCall(
+          op, gpukernels::buildPagedAttention(*kernels, attention),
+          {q, keys, values, starts, lengths, table, out, workspace},
+          pa::NumTokens)) ||
+      failed(gpuKernelCall(
+          op, gpukernels::buildPagedAttentionReduce(*kernels, attention),
+          {workspace, out}, pa::NumTokens)))
     return failure();
   define(op.getResult(), out);
   return success();

@@ -81,6 +81,7 @@ void buildModel(mlir::ModuleOp module, const ModelShape &m,
   PagedAttentionParams attn{m.heads, cache, 1.0 / std::sqrt(double(m.headDim)),
                             0};
   add(gpukernels::buildPagedAttention(module, attn));
+  add(gpukernels::buildPagedAttentionReduce(module, attn));
   // The projections of one layer and the LM head, for 1 and 8 tokens.
   int64_t qkv = (m.heads + 2 * m.kvHeads) * m.headDim;
   for (int64_t maxTokens : {1, 8}) {
@@ -109,6 +110,7 @@ void buildHeadDim(mlir::ModuleOp module, int64_t headDim,
   double scale = 1.0 / std::sqrt(double(headDim));
   add(gpukernels::buildPagedAttention(module, {8, cache, scale, 0}));
   add(gpukernels::buildPagedAttention(module, {8, cache, scale, 64}));
+  add(gpukernels::buildPagedAttentionReduce(module, {8, cache, scale, 0}));
 }
 
 class GpuKernelsTest : public ::testing::Test {
@@ -241,8 +243,10 @@ TEST_F(GpuKernelsTest, ModuleVerifiesAndLaunchRulesAreSane) {
     EXPECT_LE(rule.blockX, 1024) << kernel.name;
     EXPECT_EQ(rule.dynamicSharedBytes, 0) << kernel.name;
     EXPECT_GT(rule.gridX(1), 0) << kernel.name;
-    // Every model size here is a multiple of 8: 16-byte vectors throughout.
-    EXPECT_EQ(kernel.vectorWidth, 8) << kernel.name;
+    // Every model size here is a multiple of 8: 16-byte vectors throughout
+    // (but the attention reduction, one f32 state element per thread).
+    if (!llvm::StringRef(kernel.name).starts_with("paged_attention_reduce"))
+      EXPECT_EQ(kernel.vectorWidth, 8) << kernel.name;
   }
   // The main model's kernels, as the runtime will launch them at T = 5.
   mlir::OwningOpRef<mlir::ModuleOp> scratch =
@@ -260,8 +264,20 @@ TEST_F(GpuKernelsTest, ModuleVerifiesAndLaunchRulesAreSane) {
   auto attn = gpukernels::buildPagedAttention(*scratch, {6, cache, 0.125, 0});
   ASSERT_TRUE(mlir::succeeded(attn));
   EXPECT_EQ(attn->launch.gridX(5), 5);
-  EXPECT_EQ(attn->launch.gridY, 6);
-  EXPECT_EQ(attn->args.size(), 11u);
+  // 6 query heads over 2 kv heads: 2 head groups of 3, up to 32 splits each.
+  EXPECT_EQ(attn->launch.gridY, 2 * 32);
+  EXPECT_EQ(attn->args.size(), 12u);
+  auto reduce =
+      gpukernels::buildPagedAttentionReduce(*scratch, {6, cache, 0.125, 0});
+  ASSERT_TRUE(mlir::succeeded(reduce));
+  EXPECT_EQ(reduce->launch.gridY, 6);
+  EXPECT_EQ(reduce->launch.blockX, 64);
+  // 512 target blocks / 2 groups states per head, each m, l and 64 floats.
+  EXPECT_EQ(gpukernels::pagedAttentionWorkspaceBytes({6, cache, 0.125, 0}),
+            256 * 6 * 66 * 4);
+  // A head dim wider than a warp of 16-byte lanes is refused.
+  EXPECT_TRUE(mlir::failed(gpukernels::buildPagedAttention(
+      *scratch, {4, KvCacheShape{4, 512, 16}, 0.125, 0})));
   auto norm = gpukernels::buildRmsNorm(*scratch, 384, 1e-5);
   ASSERT_TRUE(mlir::succeeded(norm));
   EXPECT_EQ(norm->launch.gridX(5), 5);
