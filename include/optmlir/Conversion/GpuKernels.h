@@ -135,6 +135,17 @@ mlir::FailureOr<GpuKernel> buildSwiGLU(mlir::ModuleOp module,
 mlir::FailureOr<GpuKernel> buildRope(mlir::ModuleOp module,
                                      const hostkernels::RopeParams &params);
 
+/// rope_kv_write(q: [T, Hq, D] (in/out), k: [T, Hkv, D], v: [T, Hkv, D],
+///               positions: i32 [T], key_cache: [?, B, Hkv, D],
+///               value_cache: [?, B, Hkv, D], slot_mapping: i32 [T],
+///               T, q_row_stride, k_row_stride, v_row_stride)
+///   rope then kv_write in one launch: q rotated in place, the rotated keys
+///   and the values stored to the cache rows of their slots (k itself is
+///   left as it was). grid T.
+mlir::FailureOr<GpuKernel>
+buildRopeKvWrite(mlir::ModuleOp module, const hostkernels::RopeParams &params,
+                 const hostkernels::KvCacheShape &cache);
+
 /// kv_write(k: [T, Hkv, D], v: [T, Hkv, D], key_cache: [?, B, Hkv, D],
 ///          value_cache: [?, B, Hkv, D], slot_mapping: i32 [T],
 ///          T, k_row_stride, v_row_stride)

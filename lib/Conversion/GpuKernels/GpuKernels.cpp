@@ -318,8 +318,19 @@ FailureOr<GpuKernel> buildSwiGLU(ModuleOp module, int64_t intermediate) {
   return kernel;
 }
 
-FailureOr<GpuKernel> buildRope(ModuleOp module,
-                               const hostkernels::RopeParams &params) {
+static LogicalResult checkCache(ModuleOp module,
+                                const hostkernels::KvCacheShape &cache) {
+  return success(
+      succeeded(checkPositive(module, "kv head count", cache.numKvHeads)) &&
+      succeeded(checkPositive(module, "head dim", cache.headDim)) &&
+      succeeded(checkPositive(module, "block size", cache.blockSize)));
+}
+
+/// rope, and with `cache` rope_kv_write: the rotated keys and the values go
+/// to the cache instead of back to k.
+static FailureOr<GpuKernel>
+buildRopeImpl(ModuleOp module, const hostkernels::RopeParams &params,
+              const hostkernels::KvCacheShape *cache) {
   const int64_t headDim = params.headDim, half = headDim / 2;
   FailureOr<std::string> ropeName = hostkernels::ropeKernelName(module, params);
   if (failed(ropeName))
@@ -329,13 +340,30 @@ FailureOr<GpuKernel> buildRope(ModuleOp module,
   int64_t w = vectorWidthFor(half);
   int64_t chunksPerHead = half / w;
   int64_t items = (numHeads + numKvHeads) * chunksPerHead;
-  std::vector<KernelArg> args = {ptrArg("q"),
-                                 ptrArg("k"),
-                                 ptrArg("positions"),
-                                 i32Arg("T"),
-                                 i32Arg("q_row_stride"),
+  // Values copied to the cache, one 16-byte chunk per item where possible.
+  const int64_t valueWidth = vectorWidthFor(headDim);
+  const int64_t valueItems = numKvHeads * headDim / valueWidth;
+  std::vector<KernelArg> args = {ptrArg("q"), ptrArg("k"), ptrArg("positions"),
+                                 i32Arg("T"), i32Arg("q_row_stride"),
                                  i32Arg("k_row_stride")};
-  GpuKernel kernel{name, perRow(blockFor(std::max(items, half), 256)), args, w};
+  if (cache) {
+    if (failed(checkCache(module, *cache)))
+      return failure();
+    if (cache->numKvHeads != numKvHeads || cache->headDim != headDim)
+      return module.emitError()
+             << "gpu kernel: rope_kv_write cache of " << cache->numKvHeads
+             << " kv heads of dim " << cache->headDim << " for keys of "
+             << numKvHeads << " heads of dim " << headDim;
+    name += "_kvw_b" + std::to_string(cache->blockSize);
+    args = {ptrArg("q"),         ptrArg("k"),           ptrArg("v"),
+            ptrArg("positions"), ptrArg("key_cache"),   ptrArg("value_cache"),
+            ptrArg("slot_mapping"), i32Arg("T"),        i32Arg("q_row_stride"),
+            i32Arg("k_row_stride"), i32Arg("v_row_stride")};
+  }
+  GpuKernel kernel{
+      name,
+      perRow(blockFor(std::max({items, half, cache ? valueItems : 0}), 256)),
+      args, w};
   bool exists;
   FailureOr<gpu::GPUModuleOp> gpuModule = prepare(module, name, exists);
   if (failed(gpuModule))
@@ -363,11 +391,24 @@ FailureOr<GpuKernel> buildRope(ModuleOp module,
   }
 
   KernelBuilder k(*gpuModule, name, args, {half, half}, kernel.launch.blockX);
-  Value q = k.arg(0), key = k.arg(1), positions = k.arg(2);
-  Value qStride = k.argIndex(4), kStride = k.argIndex(5);
+  // Argument positions of the two signatures.
+  const unsigned positionsArg = cache ? 3 : 2, rowsArg = cache ? 7 : 3;
+  Value q = k.arg(0), key = k.arg(1), positions = k.arg(positionsArg);
+  Value qStride = k.argIndex(rowsArg + 1), kStride = k.argIndex(rowsArg + 2);
+  if (cache)
+    k.readOnly({2, 3, 6});
   Value cosTable = k.shared(0), sinTable = k.shared(1);
   const double twoPi = 2 * llvm::numbers::pi;
-  forRow(k, 3, [&](Value t) {
+  // Runs `body` with the first element of token t's cache row, unless its
+  // slot is negative (a token whose keys are not kept).
+  auto writeToCache = [&](Value t, llvm::function_ref<void(Value)> body) {
+    Value slot = k.loadI32(k.arg(6), t);
+    k.ifThen(k.cmpi(arith::CmpIPredicate::sge, slot, k.constI32(0)), [&] {
+      body(k.muli(k.toIndex(slot),
+                  k.index(cache->numKvHeads * cache->headDim)));
+    });
+  };
+  forRow(k, rowsArg, [&](Value t) {
     Value pos = arith::SIToFPOp::create(k.b, k.f32, k.loadI32(positions, t));
     Value table = LLVM::AddressOfOp::create(
         k.b, LLVM::LLVMPointerType::get(context, kConstantSpace), tableName);
@@ -406,20 +447,52 @@ FailureOr<GpuKernel> buildRope(ModuleOp module,
         y1.push_back(k.sub(k.mul(x1[e], c), k.mul(x2[e], s)));
         y2.push_back(k.add(k.mul(x2[e], c), k.mul(x1[e], s)));
       }
-      k.store(y1, x, lowOff);
-      k.store(y2, x, highOff);
+      if (!cache) {
+        k.store(y1, x, lowOff);
+        k.store(y2, x, highOff);
+        return;
+      }
+      k.ifThen(isQ, [&] {
+        k.store(y1, x, lowOff);
+        k.store(y2, x, highOff);
+      });
+      k.ifThen(k.cmpi(arith::CmpIPredicate::uge, head, k.index(numHeads)),
+               [&] {
+                 writeToCache(t, [&](Value slotBase) {
+                   Value dst = k.addi(
+                       slotBase,
+                       k.addi(k.muli(k.subi(head, k.index(numHeads)),
+                                     k.index(headDim)),
+                              i0));
+                   k.store(y1, k.arg(4), dst);
+                   k.store(y2, k.arg(4), k.addi(dst, k.index(half)));
+                 });
+               });
     });
+    if (cache)
+      writeToCache(t, [&](Value slotBase) {
+        Value vStride = k.argIndex(rowsArg + 3);
+        k.forThreads(k.index(valueItems), [&](Value item) {
+          Value col = k.muli(item, k.index(valueWidth));
+          k.storeRaw(k.loadRaw(k.arg(2), k.addi(k.muli(t, vStride), col),
+                               valueWidth, true),
+                     k.arg(5), k.addi(slotBase, col));
+        });
+      });
   });
   k.finish();
   return kernel;
 }
 
-static LogicalResult checkCache(ModuleOp module,
-                                const hostkernels::KvCacheShape &cache) {
-  return success(
-      succeeded(checkPositive(module, "kv head count", cache.numKvHeads)) &&
-      succeeded(checkPositive(module, "head dim", cache.headDim)) &&
-      succeeded(checkPositive(module, "block size", cache.blockSize)));
+FailureOr<GpuKernel> buildRope(ModuleOp module,
+                               const hostkernels::RopeParams &params) {
+  return buildRopeImpl(module, params, nullptr);
+}
+
+FailureOr<GpuKernel> buildRopeKvWrite(ModuleOp module,
+                                      const hostkernels::RopeParams &params,
+                                      const hostkernels::KvCacheShape &cache) {
+  return buildRopeImpl(module, params, &cache);
 }
 
 FailureOr<GpuKernel> buildKvWrite(ModuleOp module,

@@ -185,6 +185,20 @@ private:
   /// Pending in-place rotations, done together at their attention op.
   llvm::DenseMap<Value, tfm::RopeOp> ropes;
 
+  /// Norms whose output an add_rms_norm already computed, and where.
+  llvm::DenseMap<Operation *, PlanArray> fusedNorms;
+  /// The rms_norm of `add`'s result that add_rms_norm can compute with it:
+  /// the first such user, over a dense [tokens, hidden] result, its weight
+  /// read straight from a tfm.get_weight.
+  tfm::RMSNormOp fusableNorm(tfm::AddOp add) {
+    for (Operation *user : add.getResult().getUsers())
+      if (auto norm = dyn_cast<tfm::RMSNormOp>(user))
+        if (norm.getInput() == add.getResult() &&
+            norm.getWeight().getDefiningOp<tfm::GetWeightOp>() &&
+            !fusedNorms.count(norm))
+          return norm;
+    return nullptr;
+  }
   /// The scratch buffer of the GPU attention kernels, once planned.
   int64_t attentionWorkspace = -1;
   int64_t inputIds = -1, positions = -1, slotMapping = -1, queryStart = -1,
@@ -594,10 +608,6 @@ LogicalResult Planner::planAttention(tfm::AttentionOp op) {
   PlanArray k = arrays.lookup(op.getKey());
   PlanArray v = arrays.lookup(op.getValue());
   PlanArray positionsArray = arrays.lookup(queryRope.getPositions());
-  if (failed(call(op, [&] { return hostkernels::buildRope(*kernels, rope); },
-                  [&] { return gpukernels::buildRope(*kernels, rope); },
-                  {q, k, positionsArray})))
-    return failure();
 
   hostkernels::KvCacheShape cache;
   cache.numKvHeads = kvHeads;
@@ -613,10 +623,18 @@ LogicalResult Planner::planAttention(tfm::AttentionOp op) {
   PlanArray keys = cacheArray(pa::Keys), values = cacheArray(pa::Values);
   PlanArray slots = denseArray(art::ArgKind::Buffer, slotMapping,
                                {scalarDim(pa::NumTokens)});
-  if (failed(call(op, [&] { return hostkernels::buildKvWrite(*kernels, cache); },
-                  [&] { return gpukernels::buildKvWrite(*kernels, cache); },
-                  {k, v, keys, values, slots})))
+  if (onGpu()) {
+    // One launch rotates q and k and stores the keys and values.
+    if (failed(gpuKernelCall(
+            op, gpukernels::buildRopeKvWrite(*kernels, rope, cache),
+            {q, k, v, positionsArray, keys, values, slots}, pa::NumTokens)))
+      return failure();
+  } else if (failed(kernelCall(op, hostkernels::buildRope(*kernels, rope),
+                               {q, k, positionsArray})) ||
+             failed(kernelCall(op, hostkernels::buildKvWrite(*kernels, cache),
+                               {k, v, keys, values, slots}))) {
     return failure();
+  }
 
   hostkernels::PagedAttentionParams attention;
   attention.numHeads = heads;
@@ -718,6 +736,10 @@ LogicalResult Planner::planOp(Operation *op, size_t index) {
     return success();
   }
   if (auto norm = dyn_cast<tfm::RMSNormOp>(op)) {
+    if (auto fused = fusedNorms.find(norm); fused != fusedNorms.end()) {
+      define(norm.getResult(), fused->second);
+      return success();
+    }
     PlanArray input = arrays.lookup(norm.getInput());
     if (input.shape.size() != 2 || !input.dense())
       return fail(op, "needs a dense [tokens, hidden] input");
@@ -783,6 +805,29 @@ LogicalResult Planner::planOp(Operation *op, size_t index) {
       return fail(op, "only adds dense [tokens, hidden] arrays of one shape");
     if (!writableAt(into, index))
       return fail(op, "both operands are read again later: add works in place");
+    if (onGpu())
+      if (tfm::RMSNormOp norm = fusableNorm(add)) {
+        // The residual add and the norm that reads it in one launch: the
+        // norm's output is ready when the planner reaches the norm.
+        int64_t hidden = a.shape[1];
+        double eps = norm.getEps().convertToDouble();
+        auto get = norm.getWeight().getDefiningOp<tfm::GetWeightOp>();
+        FailureOr<int64_t> weight = weightIndex(get);
+        if (failed(weight))
+          return failure();
+        PlanArray out = allocateArray({hidden});
+        if (failed(gpuKernelCall(
+                op, gpukernels::buildAddRmsNorm(*kernels, hidden, eps),
+                {b, a,
+                 denseArray(art::ArgKind::Weight, *weight,
+                            get.getType().getShape()),
+                 out},
+                pa::NumTokens)))
+          return failure();
+        fusedNorms[norm] = out;
+        define(add.getResult(), a);
+        return success();
+      }
     if (failed(call(op, [&] { return hostkernels::buildAdd(*kernels, a.shape[1]); },
                     [&] { return gpukernels::buildAdd(*kernels, a.shape[1]); },
                     {a, b})))
