@@ -286,9 +286,23 @@ std::vector<RequestOutput> Engine::step() {
   }
 
   size_t vocab = static_cast<size_t>(limits.vocabSize);
-  logits.resize(batch.logitRows.size() * vocab);
+  // Plain greedy rows need only each row's argmax, which GPU executors pick
+  // on the device instead of returning every logit.
+  bool greedyOnly = std::all_of(sampled.begin(), sampled.end(), [](Request *r) {
+    const SamplingParams &p = r->params;
+    return p.isGreedy() && p.logprobs < 0 && p.repetitionPenalty == 1.0f &&
+           p.presencePenalty == 0.0f && p.frequencyPenalty == 0.0f;
+  });
   std::string error;
-  if (!executor.step(batch, logits.data(), error)) {
+  bool ran;
+  if (greedyOnly) {
+    greedyTokens.resize(batch.logitRows.size());
+    ran = executor.stepGreedy(batch, greedyTokens.data(), error);
+  } else {
+    logits.resize(batch.logitRows.size() * vocab);
+    ran = executor.step(batch, logits.data(), error);
+  }
+  if (!ran) {
     for (const Scheduled &s : scheduled) {
       RequestOutput out;
       out.id = s.request->id;
@@ -310,8 +324,12 @@ std::vector<RequestOutput> Engine::step() {
   }
   for (size_t row = 0; row < sampled.size(); ++row) {
     Request &r = *sampled[row];
-    SampleResult sample = sampler.sample(logits.data() + row * vocab,
-                                         limits.vocabSize, r.params, r.state);
+    SampleResult sample;
+    if (greedyOnly)
+      sample.token = greedyTokens[row];
+    else
+      sample = sampler.sample(logits.data() + row * vocab, limits.vocabSize,
+                              r.params, r.state);
     r.state.addOutputToken(sample.token);
     r.tokens.push_back(sample.token);
     ++counters.numGeneratedTokens;

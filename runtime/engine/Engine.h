@@ -149,6 +149,7 @@ private:
   /// FCFS; preempted sequences go back to the front.
   std::deque<Request *> waiting;
   std::vector<float> logits;
+  std::vector<int32_t> greedyTokens;
   EngineStats counters;
 };
 

@@ -37,6 +37,8 @@ public:
   const ExecutorLimits &limits() const override { return lims; }
   bool step(const StepBatch &batch, float *logits,
             std::string &error) override;
+  bool stepGreedy(const StepBatch &batch, int32_t *tokens,
+                  std::string &error) override;
   bool copyBlocks(const std::vector<BlockCopy> &copies,
                   std::string &error) override;
   DeviceCeilings measureCeilings() override;
@@ -52,6 +54,9 @@ private:
   /// Enqueues every command of the plan on `stream` for the current
   /// scalars.
   bool enqueue(CUstream stream, std::string &error);
+  /// Validates `batch`, uploads its inputs and runs the plan (a graph for
+  /// decode steps), leaving the results on the device.
+  bool run(const StepBatch &batch, std::string &error);
 
   const Artifact &artifact;
   ExecutorLimits lims;
@@ -82,6 +87,9 @@ private:
   std::vector<Staged> inputs;
   PinnedBuffer logitsHost;
   CUdeviceptr logitsDevice = 0;
+  /// The plan's greedy_tokens buffer (0 in plans without one).
+  PinnedBuffer greedyHost;
+  CUdeviceptr greedyDevice = 0;
   /// Decode steps replay a graph captured once per token count: a step is
   /// then one launch instead of one per command.
   bool useGraphs = true;
@@ -194,6 +202,12 @@ bool CudaExecutor::load(const ExecutorOptions &options, std::string &error) {
     }
   if (!logitsDevice)
     return error = "the plan has no 'logits' buffer", false;
+  for (size_t i = 0; i < buffers.size(); ++i)
+    if (plan.buffers()->Get(i)->name()->string_view() == pa::kGreedyTokens) {
+      greedyDevice = buffers[i].ptr();
+      if (!greedyHost.create(buffers[i].size(), error))
+        return false;
+    }
 
   auto baseAddress = [&](const fb::Arg &base, std::string &error) -> uint64_t {
     switch (base.kind()) {
@@ -238,8 +252,7 @@ bool CudaExecutor::load(const ExecutorOptions &options, std::string &error) {
   return stream.synchronize(error);
 }
 
-bool CudaExecutor::step(const StepBatch &batch, float *logits,
-                        std::string &error) {
+bool CudaExecutor::run(const StepBatch &batch, std::string &error) {
   error = validateStepBatch(batch, lims);
   if (!error.empty())
     return false;
@@ -274,6 +287,28 @@ bool CudaExecutor::step(const StepBatch &batch, float *logits,
   } else if (!enqueue(stream.handle(), error)) {
     return false;
   }
+  return true;
+}
+
+bool CudaExecutor::stepGreedy(const StepBatch &batch, int32_t *tokens,
+                              std::string &error) {
+  if (!greedyDevice)
+    return ModelExecutor::stepGreedy(batch, tokens, error);
+  if (!run(batch, error))
+    return false;
+  uint64_t bytes = batch.logitRows.size() * 4;
+  if (!stream.copyToHost(greedyHost.data(), greedyDevice, bytes, error) ||
+      !stream.synchronize(error))
+    return false;
+  std::memcpy(tokens, greedyHost.data(), bytes);
+  return true;
+}
+
+bool CudaExecutor::step(const StepBatch &batch, float *logits,
+                        std::string &error) {
+  if (!run(batch, error))
+    return false;
+  int64_t numRows = batch.logitRows.size();
   uint64_t logitBytes = uint64_t(numRows) * lims.vocabSize * 2;
   if (!stream.copyToHost(logitsHost.data(), logitsDevice, logitBytes, error) ||
       !stream.synchronize(error))

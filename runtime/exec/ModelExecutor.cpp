@@ -4,7 +4,9 @@
 
 #include "runtime/artifact/Artifact.h"
 
+#include <limits>
 #include <string>
+#include <vector>
 
 namespace optrt {
 
@@ -26,6 +28,27 @@ std::unique_ptr<ModelExecutor> createExecutor(const Artifact &artifact,
       return createCudaExecutor(artifact, options, error);
   }
   return createCpuExecutor(artifact, options, error);
+}
+
+bool ModelExecutor::stepGreedy(const StepBatch &batch, int32_t *tokens,
+                               std::string &error) {
+  const int64_t vocab = limits().vocabSize;
+  std::vector<float> logits(batch.logitRows.size() * size_t(vocab));
+  if (!step(batch, logits.data(), error))
+    return false;
+  for (size_t row = 0; row < batch.logitRows.size(); ++row) {
+    const float *values = logits.data() + row * vocab;
+    // The first maximum; NaN never wins; 0 when nothing exceeds -inf.
+    int32_t best = 0;
+    float bestValue = -std::numeric_limits<float>::infinity();
+    for (int32_t id = 0; id < vocab; ++id)
+      if (values[id] > bestValue) {
+        bestValue = values[id];
+        best = id;
+      }
+    tokens[row] = best;
+  }
+  return true;
 }
 
 std::string validateBlockCopies(const std::vector<BlockCopy> &copies,

@@ -100,6 +100,13 @@ public:
   virtual bool step(const StepBatch &batch, float *logits,
                     std::string &error) = 0;
 
+  /// As step(), for greedy decoding: writes the argmax of each row of
+  /// batch.logitRows (the lowest id among equal logits, as Sampler's greedy
+  /// choice) to `tokens`. The default runs step() and picks on the host; GPU
+  /// executors pick on the device and read back only the ids.
+  virtual bool stepGreedy(const StepBatch &batch, int32_t *tokens,
+                          std::string &error);
+
   /// Copies whole KV blocks (all layers), for copy-on-write after forks.
   virtual bool copyBlocks(const std::vector<BlockCopy> &copies,
                           std::string &error) = 0;

@@ -59,6 +59,8 @@ inline constexpr std::string_view kContextLen = "context_len";   // i32 [S]
 inline constexpr std::string_view kBlockTable = "block_table";   // i32 [S, M]
 inline constexpr std::string_view kLogitRows = "logit_rows";     // i32 [R]
 inline constexpr std::string_view kLogits = "logits";            // f32 [R, V]
+/// GPU plans: each logit row's argmax (ModelExecutor::stepGreedy).
+inline constexpr std::string_view kGreedyTokens = "greedy_tokens"; // i32 [R]
 
 /// Offsets of a KVCache argument.
 enum KVCachePart : uint64_t { Keys = 0, Values = 1 };

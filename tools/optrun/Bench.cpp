@@ -10,8 +10,10 @@
 //            measured matmul peak.
 // The linear parameters leave out the embedding table and lm_head: a
 // lookup costs no flops, and the plan computes logits for the last row only.
-// Each figure is the median of --repeat runs after --warmup untimed ones;
-// step() returns with the logits on the host, so a steady clock around
+// Each figure is the median of --repeat runs after --warmup untimed ones.
+// Steps are greedy (ModelExecutor::stepGreedy: the argmax of every logit row
+// is picked where the logits are, as `optrun generate` does for greedy
+// requests) and return with the tokens on the host, so a steady clock around
 // steps measures finished device work.
 //
 //===----------------------------------------------------------------------===//
@@ -136,8 +138,8 @@ public:
         batch.sequences.push_back({n, contexts[s], &tables[s]});
         batch.logitRows.push_back(int32_t(batch.tokens.size()) - 1);
       }
-      logits.resize(batch.logitRows.size() * size_t(limits.vocabSize));
-      if (!executor.step(batch, logits.data(), error))
+      greedy.resize(batch.logitRows.size());
+      if (!executor.stepGreedy(batch, greedy.data(), error))
         return false;
       while (first < numSeqs && left[first] == 0)
         ++first;
@@ -151,7 +153,7 @@ private:
   std::mt19937_64 rng;
   std::vector<std::vector<optrt::BlockId>> tables;
   std::vector<int32_t> contexts;
-  std::vector<float> logits;
+  std::vector<int32_t> greedy;
 };
 
 struct DecodeResult {

@@ -98,6 +98,13 @@ mlir::FailureOr<GpuKernel> buildEmbed(mlir::ModuleOp module, int64_t vocabSize,
 mlir::FailureOr<GpuKernel> buildGatherRows(mlir::ModuleOp module,
                                            int64_t hidden);
 
+/// argmax_rows(logits: [R, V], out: i32 [R], R)
+///   out[r] = the id of row r's largest logit, the lowest id among equal
+///   ones (NaN never wins; 0 when nothing exceeds -inf), as the host
+///   sampler's greedy choice. grid R.
+mlir::FailureOr<GpuKernel> buildArgmaxRows(mlir::ModuleOp module,
+                                           int64_t vocabSize);
+
 /// rms_norm(x: [T, H], weight: [H], out: [T, H], T)
 ///   grid T; `out` may be `x`.
 mlir::FailureOr<GpuKernel> buildRmsNorm(mlir::ModuleOp module, int64_t hidden,

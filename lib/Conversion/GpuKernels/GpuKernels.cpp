@@ -169,6 +169,107 @@ FailureOr<GpuKernel> buildGatherRows(ModuleOp module, int64_t hidden) {
       {ptrArg("x"), ptrArg("rows"), ptrArg("out"), i32Arg("R")});
 }
 
+FailureOr<GpuKernel> buildArgmaxRows(ModuleOp module, int64_t vocabSize) {
+  if (failed(checkPositive(module, "vocabulary size", vocabSize)))
+    return failure();
+  if (vocabSize >= (int64_t(1) << 24))
+    return module.emitError() << "gpu kernel: argmax over " << vocabSize
+                              << " entries (ids must be exact in f32)";
+  std::string name = "argmax_rows_v" + std::to_string(vocabSize);
+  const int64_t w = vectorWidthFor(vocabSize), chunks = vocabSize / w;
+  const int64_t blockX = blockFor(chunks, 512);
+  std::vector<KernelArg> args = {ptrArg("logits"), ptrArg("out"), i32Arg("R")};
+  GpuKernel kernel{name, perRow(blockX), args, w};
+  bool exists;
+  FailureOr<gpu::GPUModuleOp> gpuModule = prepare(module, name, exists);
+  if (failed(gpuModule))
+    return failure();
+  if (exists)
+    return kernel;
+  const int64_t warps = blockX / kWarp;
+  // Each warp's best (value, id); ids below 2^24 are exact as f32.
+  KernelBuilder k(*gpuModule, name, args, {warps, warps}, blockX);
+  k.readOnly({0});
+  Value logits = k.arg(0), out = k.arg(1);
+  Value bestValues = k.shared(0), bestIds = k.shared(1);
+  using P = arith::CmpIPredicate;
+  Value none = k.constF32(double(int64_t(1) << 24));
+  // (v2, i2) wins over (v, i) when larger, or equal with a lower id: the
+  // host sampler's argmax (the first maximum; NaN never wins).
+  auto better = [&](Value v, Value i, Value v2, Value i2) {
+    Value larger =
+        arith::CmpFOp::create(k.b, arith::CmpFPredicate::OGT, v2, v);
+    Value tie = arith::AndIOp::create(
+        k.b, arith::CmpFOp::create(k.b, arith::CmpFPredicate::OEQ, v2, v),
+        arith::CmpFOp::create(k.b, arith::CmpFPredicate::OLT, i2, i));
+    return arith::OrIOp::create(k.b, larger, tie);
+  };
+  forRow(k, 2, [&](Value r) {
+    Value rowBase = k.muli(r, k.index(vocabSize));
+    // A thread's chunks come in increasing order: strictly larger wins.
+    SmallVector<Value> best = k.loopCarry(
+        k.tid, k.index(chunks), k.index(blockX),
+        {k.constF32(-INFINITY), none},
+        [&](Value c, ValueRange st) -> SmallVector<Value> {
+          Value first = k.muli(c, k.index(w));
+          SmallVector<Value> v = k.load(logits, k.addi(rowBase, first), w, true);
+          Value value = st[0], id = st[1];
+          for (int64_t e = 0; e < w; ++e) {
+            Value eId = arith::UIToFPOp::create(
+                k.b, k.f32,
+                arith::IndexCastOp::create(k.b, k.i32,
+                                           k.addi(first, k.index(e))));
+            Value take = arith::CmpFOp::create(
+                k.b, arith::CmpFPredicate::OGT, v[e], value);
+            value = k.select(take, v[e], value);
+            id = k.select(take, eId, id);
+          }
+          return {value, id};
+        });
+    auto warpBest = [&](Value &value, Value &id) {
+      for (int32_t offset = kWarp / 2; offset > 0; offset /= 2) {
+        Value v2 = gpu::ShuffleOp::create(k.b, value, offset, kWarp,
+                                          gpu::ShuffleMode::XOR)
+                       .getShuffleResult();
+        Value i2 = gpu::ShuffleOp::create(k.b, id, offset, kWarp,
+                                          gpu::ShuffleMode::XOR)
+                       .getShuffleResult();
+        Value take = better(value, id, v2, i2);
+        value = k.select(take, v2, value);
+        id = k.select(take, i2, id);
+      }
+    };
+    Value value = best[0], id = best[1];
+    warpBest(value, id);
+    Value lane = k.remui(k.tid, k.index(kWarp));
+    Value warp = k.divui(k.tid, k.index(kWarp));
+    k.ifThen(k.cmpi(P::eq, lane, k.index(0)), [&] {
+      k.storeShared(value, bestValues, warp);
+      k.storeShared(id, bestIds, warp);
+    });
+    k.barrier();
+    k.ifThen(k.cmpi(P::eq, k.tid, k.index(0)), [&] {
+      Value v = k.loadShared(bestValues, k.index(0));
+      Value i = k.loadShared(bestIds, k.index(0));
+      for (int64_t wi = 1; wi < warps; ++wi) {
+        Value v2 = k.loadShared(bestValues, k.index(wi));
+        Value i2 = k.loadShared(bestIds, k.index(wi));
+        Value take = better(v, i, v2, i2);
+        v = k.select(take, v2, v);
+        i = k.select(take, i2, i);
+      }
+      // Nothing above -inf (or all NaN): id 0, as on the host.
+      Value found = arith::CmpFOp::create(k.b, arith::CmpFPredicate::OLT, i,
+                                          none);
+      Value token = arith::FPToUIOp::create(k.b, k.i32,
+                                            k.select(found, i, k.constF32(0)));
+      LLVM::StoreOp::create(k.b, token, k.gep(out, k.i32, r), 4);
+    });
+  });
+  k.finish();
+  return kernel;
+}
+
 FailureOr<GpuKernel> buildRmsNorm(ModuleOp module, int64_t hidden, double eps) {
   return buildNorm(module, hidden, eps, /*withResidual=*/false);
 }

@@ -842,7 +842,21 @@ LogicalResult Planner::planOp(Operation *op, size_t index) {
         arrays.lookup(ret.getOperand(0)).index != logits ||
         arrays.lookup(ret.getOperand(0)).kind != art::ArgKind::Buffer)
       return fail(op, "must return the logits of the final linear layer");
-    return success();
+    if (!onGpu())
+      return success();
+    // Greedy tokens picked on the device: a greedy step then reads back R
+    // ids instead of R x V logits.
+    int64_t vocab = hostPlan.spec.model.vocabSize;
+    int64_t greedy = addBuffer(std::string(pa::kGreedyTokens),
+                               uint64_t(options.maxTokensPerStep) * 4,
+                               art::BufferKind::Output);
+    return gpuKernelCall(
+        op, gpukernels::buildArgmaxRows(*kernels, vocab),
+        {denseArray(art::ArgKind::Buffer, logits,
+                    {scalarDim(pa::NumLogitRows), vocab}),
+         denseArray(art::ArgKind::Buffer, greedy,
+                    {scalarDim(pa::NumLogitRows)})},
+        pa::NumLogitRows);
   }
   return fail(op, "has no CPU lowering (run --tfm-fuse-attention and "
                   "--canonicalize on decomposed graphs)");

@@ -330,6 +330,40 @@ TEST_P(CpuExecutorTest, CopiedBlocksGiveTheSameLogits) {
   EXPECT_NE(error.find("outside the cache"), std::string::npos) << error;
 }
 
+TEST_P(CpuExecutorTest, GreedyStepPicksEachRowsArgmax) {
+  // Two prompts prefilled together, logits of every prompt token: the
+  // greedy step (on the device for GPU plans) picks each row's argmax.
+  // Steps of the same batch write the same cache entries, so the second
+  // run sees what the first saw.
+  int32_t blockSize = executor->limits().blockSize;
+  int32_t vocab = executor->limits().vocabSize;
+  StepBatch batch;
+  std::vector<std::vector<BlockId>> tables(2);
+  BlockId nextBlock = 0;
+  for (int p = 0; p < 2; ++p) {
+    const std::vector<int32_t> &prompt = reference.prompts[p];
+    int32_t n = prompt.size();
+    for (int32_t b = 0; b < (n + blockSize - 1) / blockSize; ++b)
+      tables[p].push_back(nextBlock++);
+    for (int32_t i = 0; i < n; ++i) {
+      batch.tokens.push_back(prompt[i]);
+      batch.positions.push_back(i);
+      batch.logitRows.push_back(int32_t(batch.tokens.size()) - 1);
+    }
+    batch.sequences.push_back({n, n, &tables[p]});
+  }
+  std::vector<float> logits(batch.logitRows.size() * size_t(vocab));
+  std::vector<int32_t> greedy(batch.logitRows.size(), -1);
+  std::string error;
+  ASSERT_TRUE(executor->step(batch, logits.data(), error)) << error;
+  ASSERT_TRUE(executor->stepGreedy(batch, greedy.data(), error)) << error;
+  for (size_t row = 0; row < batch.logitRows.size(); ++row)
+    EXPECT_EQ(greedy[row], argmax(logits.data() + row * vocab, vocab))
+        << "row " << row;
+  batch.tokens[0] = vocab; // malformed: refused like step()
+  EXPECT_FALSE(executor->stepGreedy(batch, greedy.data(), error));
+}
+
 INSTANTIATE_TEST_SUITE_P(Models, CpuExecutorTest, ::testing::ValuesIn(models()),
                          [](const auto &info) { return info.param.name; });
 } // namespace
