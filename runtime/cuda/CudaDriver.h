@@ -78,7 +78,8 @@ namespace cuda {
   X(cuGraphExecDestroy)
 
 /// Entries used when present (newer drivers); null otherwise.
-#define OPTRT_CUDA_OPTIONAL_FUNCTIONS(X) X(cuFuncGetParamInfo)
+#define OPTRT_CUDA_OPTIONAL_FUNCTIONS(X)                                        \
+  X(cuFuncGetParamInfo) X(cuLaunchKernelEx)
 
 #define OPTRT_CUDA_DECLARE_ENTRY(fn) decltype(&::fn) fn = nullptr;
 

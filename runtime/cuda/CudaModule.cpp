@@ -123,12 +123,31 @@ bool launchKernel(CudaKernel &kernel, const LaunchConfig &config,
     }
     kernel.sharedLimit = config.sharedBytes;
   }
-  if (CUresult r = driver().cuLaunchKernel(
-          kernel.function, config.grid[0], config.grid[1], config.grid[2],
-          config.block[0], config.block[1], config.block[2],
-          config.sharedBytes, stream, const_cast<void **>(args.data()),
-          nullptr);
-      r != CUDA_SUCCESS) {
+  CUresult r;
+  if (config.programmatic && driver().cuLaunchKernelEx) {
+    CUlaunchAttribute attribute = {};
+    attribute.id = CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
+    attribute.value.programmaticStreamSerializationAllowed = 1;
+    CUlaunchConfig launch = {};
+    launch.gridDimX = config.grid[0];
+    launch.gridDimY = config.grid[1];
+    launch.gridDimZ = config.grid[2];
+    launch.blockDimX = config.block[0];
+    launch.blockDimY = config.block[1];
+    launch.blockDimZ = config.block[2];
+    launch.sharedMemBytes = config.sharedBytes;
+    launch.hStream = stream;
+    launch.attrs = &attribute;
+    launch.numAttrs = 1;
+    r = driver().cuLaunchKernelEx(&launch, kernel.function,
+                                  const_cast<void **>(args.data()), nullptr);
+  } else {
+    r = driver().cuLaunchKernel(
+        kernel.function, config.grid[0], config.grid[1], config.grid[2],
+        config.block[0], config.block[1], config.block[2], config.sharedBytes,
+        stream, const_cast<void **>(args.data()), nullptr);
+  }
+  if (r != CUDA_SUCCESS) {
     error = "launch of '" + kernel.name + "' (grid " +
             std::to_string(config.grid[0]) + "x" +
             std::to_string(config.grid[1]) + "x" +

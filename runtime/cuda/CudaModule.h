@@ -25,6 +25,12 @@ struct LaunchConfig {
   unsigned block[3] = {1, 1, 1};
   /// Dynamic shared memory; above 48 KiB the kernel's limit is raised first.
   unsigned sharedBytes = 0;
+  /// Programmatic dependent launch (sm_90+, cuLaunchKernelEx): the kernel
+  /// may start while the stream's previous kernel finishes. Only for
+  /// kernels that wait (griddepcontrol.wait) before touching memory, as every
+  /// generated kernel for sm_90 does; ignored by drivers without
+  /// cuLaunchKernelEx.
+  bool programmatic = false;
 };
 
 /// A kernel of a loaded module; valid while the module lives.

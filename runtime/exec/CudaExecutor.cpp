@@ -21,6 +21,7 @@
 #include "runtime/exec/PlanDecode.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <thread>
 
@@ -93,8 +94,23 @@ private:
   /// Decode steps replay a graph captured once per token count: a step is
   /// then one launch instead of one per command.
   bool useGraphs = true;
+  /// Generated kernels go out as programmatic dependent launches.
+  bool programmatic = false;
   CudaGraphCache graphs;
 };
+
+/// 90 for "sm_90a", 0 when `target` names no chip.
+int chipNumber(std::string_view target) {
+  if (target.substr(0, 3) != "sm_")
+    return 0;
+  int number = 0;
+  for (char c : target.substr(3)) {
+    if (c < '0' || c > '9')
+      break;
+    number = number * 10 + (c - '0');
+  }
+  return number;
+}
 
 const fb::Kernel *CudaExecutor::chooseImage(std::string &error) const {
   const DeviceInfo &info = device->info();
@@ -132,6 +148,13 @@ bool CudaExecutor::load(const ExecutorOptions &options, std::string &error) {
   const fb::Kernel *image = chooseImage(error);
   if (!image)
     return false;
+  // Kernels generated for sm_90 and later wait for their predecessor
+  // themselves (griddepcontrol): they may be launched early.
+  // OPTMLIR_CUDA_PDL=0 turns that off (to measure what it buys).
+  const char *pdl = std::getenv("OPTMLIR_CUDA_PDL");
+  programmatic = device->info().computeMajor >= 9 &&
+                 chipNumber(image->target()->string_view()) >= 90 &&
+                 !(pdl && std::string_view(pdl) == "0");
   module = CudaModule::load(
       std::string_view(reinterpret_cast<const char *>(image->data()->data()),
                        image->data()->size()),
@@ -489,6 +512,7 @@ bool CudaExecutor::enqueue(CUstream cudaStream, std::string &error) {
         config.grid[1] = unsigned(launch.gridY);
         config.block[0] = unsigned(launch.blockX);
         config.sharedBytes = unsigned(launch.sharedBytes);
+        config.programmatic = programmatic;
         if (!launchKernel(gemvKernels[index][variant], config, cudaStream,
                           gemvArgs, error))
           return error = "command '" + command.name + "': " + error, false;
@@ -520,6 +544,7 @@ bool CudaExecutor::enqueue(CUstream cudaStream, std::string &error) {
     config.grid[1] = unsigned(launch.gridY);
     config.block[0] = unsigned(launch.blockX);
     config.sharedBytes = unsigned(launch.sharedBytes);
+    config.programmatic = programmatic;
     if (!launchKernel(kernels[index], config, cudaStream, args, error))
       return error = "command '" + command.name + "': " + error, false;
   }

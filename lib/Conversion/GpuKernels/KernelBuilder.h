@@ -15,6 +15,7 @@
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "mlir/Dialect/LLVMIR/LLVMDialect.h"
 #include "mlir/Dialect/LLVMIR/LLVMTypes.h"
+#include "mlir/Dialect/LLVMIR/NVVMDialect.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/IR/BuiltinAttributes.h"
@@ -56,7 +57,8 @@ inline FailureOr<gpu::GPUModuleOp> prepare(ModuleOp module, StringRef name,
                                     bool &exists) {
   MLIRContext *context = module.getContext();
   context->loadDialect<arith::ArithDialect, gpu::GPUDialect, LLVM::LLVMDialect,
-                       memref::MemRefDialect, scf::SCFDialect>();
+                       memref::MemRefDialect, NVVM::NVVMDialect,
+                       scf::SCFDialect>();
   module->setAttr(gpu::GPUDialect::getContainerModuleAttrName(),
                   UnitAttr::get(context));
   auto gpuModule = module.lookupSymbol<gpu::GPUModuleOp>(kGpuModuleName);
@@ -131,6 +133,16 @@ public:
     func->setAttr("nvvm.reqntid",
                   b.getDenseI32ArrayAttr({int32_t(blockX), 1, 1}));
     b.setInsertionPointToStart(&func.getBody().front());
+    // Programmatic dependent launch (sm_90+; PlanAbi.h): the runtime may
+    // start this kernel while the previous one in the stream finishes, so
+    // nothing may touch memory before the wait, which returns once that
+    // grid has completed and its writes are visible. The next kernel may
+    // then be scheduled as soon as every block of this one has started.
+    // Without such a launch both are no-ops; for chips before sm_90 the PTX
+    // codegen drops them.
+    NVVM::GriddepcontrolOp::create(b, NVVM::GridDepActionKind::wait);
+    NVVM::GriddepcontrolOp::create(b,
+                                   NVVM::GridDepActionKind::launch_dependents);
     tid = gpu::ThreadIdOp::create(b, gpu::Dimension::x, b.getIndexAttr(blockX));
   }
 

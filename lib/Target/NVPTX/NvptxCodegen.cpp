@@ -13,6 +13,7 @@
 
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "mlir/Dialect/GPU/Pipelines/Passes.h"
+#include "mlir/Dialect/LLVMIR/NVVMDialect.h"
 #include "mlir/IR/Diagnostics.h"
 #include "mlir/IR/DialectRegistry.h"
 #include "mlir/IR/MLIRContext.h"
@@ -82,6 +83,14 @@ FailureOr<std::string> compileToPtx(ModuleOp kernels,
     error = "nvptx codegen: the kernel module does not verify: " + diagnostics;
     return failure();
   }
+
+  // griddepcontrol (programmatic dependent launch) exists from sm_90.
+  int chipNumber = 0;
+  if (StringRef(options.chip).starts_with("sm_") &&
+      !StringRef(options.chip).drop_front(3).take_while(llvm::isDigit)
+           .getAsInteger(10, chipNumber) &&
+      chipNumber < 90)
+    clone->walk([](NVVM::GriddepcontrolOp op) { op.erase(); });
 
   gpu::GPUToNVVMPipelineOptions pipeline;
   pipeline.cubinChip = options.chip;
