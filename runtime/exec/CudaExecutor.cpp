@@ -21,6 +21,7 @@
 #include "runtime/exec/PlanDecode.h"
 
 #include <algorithm>
+#include <map>
 #include <cstdlib>
 #include <cstring>
 #include <thread>
@@ -33,6 +34,7 @@ using namespace cuda;
 class CudaExecutor : public ModelExecutor {
 public:
   explicit CudaExecutor(const Artifact &artifact) : artifact(artifact) {}
+  ~CudaExecutor() override { printProfile(); }
 
   bool load(const ExecutorOptions &options, std::string &error);
   const ExecutorLimits &limits() const override { return lims; }
@@ -96,6 +98,14 @@ private:
   bool useGraphs = true;
   /// Generated kernels go out as programmatic dependent launches.
   bool programmatic = false;
+  /// OPTMLIR_CUDA_PROFILE=1: every step runs command by command (no graphs,
+  /// no early launches) with an event before each, and the executor prints
+  /// the time per command name to stderr when it is destroyed. For finding
+  /// where a step's time goes on machines without a profiler.
+  bool profiling = false;
+  std::vector<CudaEvent> profileEvents;
+  std::map<std::string, std::pair<double, int64_t>> profile; // ms, count
+  void printProfile() const;
   CudaGraphCache graphs;
 };
 
@@ -152,6 +162,10 @@ bool CudaExecutor::load(const ExecutorOptions &options, std::string &error) {
   // themselves (griddepcontrol): they may be launched early.
   // OPTMLIR_CUDA_PDL=0 turns that off (to measure what it buys).
   const char *pdl = std::getenv("OPTMLIR_CUDA_PDL");
+  const char *profileEnv = std::getenv("OPTMLIR_CUDA_PROFILE");
+  profiling = profileEnv && std::string_view(profileEnv) == "1";
+  if (profiling)
+    useGraphs = false, pdl = "0";
   programmatic = device->info().computeMajor >= 9 &&
                  chipNumber(image->target()->string_view()) >= 90 &&
                  !(pdl && std::string_view(pdl) == "0");
@@ -250,6 +264,12 @@ bool CudaExecutor::load(const ExecutorOptions &options, std::string &error) {
   };
   if (!decodePlan(plan, /*withLaunch=*/true, baseAddress, commands, error))
     return false;
+  if (profiling) {
+    profileEvents.resize(commands.size() + 1);
+    for (CudaEvent &event : profileEvents)
+      if (!event.create(/*timing=*/true, error))
+        return false;
+  }
   const auto *entries = image->entry_points();
   for (const DecodedCommand &command : commands) {
     kernels.emplace_back();
@@ -310,7 +330,37 @@ bool CudaExecutor::run(const StepBatch &batch, std::string &error) {
   } else if (!enqueue(stream.handle(), error)) {
     return false;
   }
+  if (profiling) {
+    if (!profileEvents.back().synchronize(error))
+      return false;
+    for (size_t i = 0; i < commands.size(); ++i) {
+      float ms = 0;
+      if (!CudaEvent::elapsedMs(profileEvents[i], profileEvents[i + 1], ms,
+                                error))
+        return false;
+      auto &[total, count] = profile[commands[i].name];
+      total += ms;
+      ++count;
+    }
+  }
   return true;
+}
+
+void CudaExecutor::printProfile() const {
+  if (!profiling || profile.empty())
+    return;
+  std::vector<std::pair<double, std::string>> rows;
+  double all = 0;
+  for (const auto &[name, entry] : profile) {
+    rows.push_back({entry.first, name});
+    all += entry.first;
+  }
+  std::sort(rows.rbegin(), rows.rend());
+  std::fprintf(stderr, "profile (OPTMLIR_CUDA_PROFILE): %.3f ms in all\n", all);
+  for (const auto &[ms, name] : rows)
+    std::fprintf(stderr, "  %8.3f ms %5.1f%% %8lld calls %8.2f us/call  %s\n",
+                 ms, 100 * ms / all, (long long)profile.at(name).second,
+                 1000 * ms / profile.at(name).second, name.c_str());
 }
 
 bool CudaExecutor::stepGreedy(const StepBatch &batch, int32_t *tokens,
@@ -483,6 +533,8 @@ bool CudaExecutor::enqueue(CUstream cudaStream, std::string &error) {
   std::vector<void *> args;
   for (size_t index = 0; index < commands.size(); ++index) {
     const DecodedCommand &command = commands[index];
+    if (profiling && !profileEvents[index].record(stream, error))
+      return false;
     if (command.kind == fb::CommandKind::Gemm) {
       const Operand &a = command.operands[0], &b = command.operands[1],
                     &c = command.operands[2];
@@ -548,6 +600,8 @@ bool CudaExecutor::enqueue(CUstream cudaStream, std::string &error) {
     if (!launchKernel(kernels[index], config, cudaStream, args, error))
       return error = "command '" + command.name + "': " + error, false;
   }
+  if (profiling && !profileEvents.back().record(stream, error))
+    return false;
   return true;
 }
 
