@@ -175,10 +175,14 @@ mlir::FailureOr<GpuKernel> buildKvWrite(mlir::ModuleOp module,
 ///   online softmax per slot, merged across slots and warps at the end. With
 ///   one split it writes `out`; with more, each block writes its softmax
 ///   state to `workspace` (pagedAttentionWorkspaceBytes) and
-///   paged_attention_reduce, launched after it, combines them.
+///   paged_attention_reduce, launched after it, combines them. Steps of 64
+///   tokens or more use one split. `longQueryRows` > 0 (at least 64) leaves
+///   the tokens of sequences with that many queries or more untouched, for
+///   flash_attention.
 mlir::FailureOr<GpuKernel>
 buildPagedAttention(mlir::ModuleOp module,
-                    const hostkernels::PagedAttentionParams &params);
+                    const hostkernels::PagedAttentionParams &params,
+                    int64_t longQueryRows = 0);
 
 /// paged_attention_reduce(workspace, out: [T, Hq, D], T)
 ///   Combines the split states paged_attention wrote (nothing to do, and

@@ -669,6 +669,10 @@ constexpr int64_t kAttentionUnroll = 2;
 /// kMaxAttentionSplits per (token, head group).
 constexpr int64_t kAttentionTargetBlocks = 512;
 constexpr int64_t kMaxAttentionSplits = 32;
+/// Steps of this many tokens or more use one split: they fill the GPU
+/// without, and a sequence with this many queries may be flash_attention's
+/// (whose rows the reduction must not touch).
+constexpr int64_t kUnsplitTokens = 64;
 
 FailureOr<AttentionLayout>
 attentionLayout(ModuleOp module,
@@ -713,13 +717,17 @@ attentionLayout(ModuleOp module,
 Value attentionSplits(KernelBuilder &k, const AttentionLayout &l, Value t) {
   Value perToken = k.divui(k.index(kAttentionTargetBlocks),
                            k.muli(k.maxsi(t, k.index(1)), k.index(l.headGroups)));
-  return k.maxsi(k.minsi(perToken, k.index(kMaxAttentionSplits)), k.index(1));
+  Value splits =
+      k.maxsi(k.minsi(perToken, k.index(kMaxAttentionSplits)), k.index(1));
+  return k.select(k.cmpi(arith::CmpIPredicate::sge, t, k.index(kUnsplitTokens)),
+                  k.index(1), splits);
 }
 
 std::string attentionSplitSuffix(const AttentionLayout &l) {
   return "_g" + std::to_string(l.headGroups) + "_z" +
          std::to_string(kMaxAttentionSplits) + "_n" +
-         std::to_string(kAttentionTargetBlocks);
+         std::to_string(kAttentionTargetBlocks) + "_u" +
+         std::to_string(kUnsplitTokens);
 }
 
 /// Merges the softmax state (m, l, acc) of `other` into `into`; scores are
@@ -762,10 +770,16 @@ int64_t pagedAttentionWorkspaceBytes(
 
 FailureOr<GpuKernel>
 buildPagedAttention(ModuleOp module,
-                    const hostkernels::PagedAttentionParams &params) {
+                    const hostkernels::PagedAttentionParams &params,
+                    int64_t longQueryRows) {
   FailureOr<AttentionLayout> layout = attentionLayout(module, params);
   if (failed(layout))
     return failure();
+  if (longQueryRows < 0 || (longQueryRows > 0 && longQueryRows < kUnsplitTokens))
+    return module.emitError()
+           << "gpu kernel: paged attention leaves sequences of "
+           << longQueryRows << " queries to another kernel; at least "
+           << kUnsplitTokens << " are needed";
   const AttentionLayout &l = *layout;
   const hostkernels::KvCacheShape &cache = params.cache;
   const int64_t numHeads = params.numHeads, numKvHeads = cache.numKvHeads;
@@ -775,7 +789,8 @@ buildPagedAttention(ModuleOp module,
       "paged_attention_h" + std::to_string(numHeads) + "_kv" +
       std::to_string(numKvHeads) + "_d" + std::to_string(headDim) + "_b" +
       std::to_string(blockSize) + "_s" + numberForName(params.scale, 9) + "_w" +
-      std::to_string(params.slidingWindow) + attentionSplitSuffix(l);
+      std::to_string(params.slidingWindow) + attentionSplitSuffix(l) +
+      (longQueryRows ? "_q" + std::to_string(longQueryRows) : "");
   const int64_t blockX = kAttentionWarps * kWarp;
   std::vector<KernelArg> args = {ptrArg("q"),
                                  ptrArg("key_cache"),
@@ -841,8 +856,13 @@ buildPagedAttention(ModuleOp module,
           })[0];
       k.ifThen(k.cmpi(P::ult, s, numSeqs), [&] {
         Value first = k.loadIndex(queryStart, s);
-        k.ifThen(k.cmpi(P::sle, first, t), [&] {
-          Value last = k.loadIndex(queryStart, k.addi(s, c1));
+        Value last = k.loadIndex(queryStart, k.addi(s, c1));
+        Value mine = k.cmpi(P::sle, first, t);
+        if (longQueryRows > 0) // long query runs are flash_attention's
+          mine = arith::AndIOp::create(
+              k.b, mine,
+              k.cmpi(P::slt, k.subi(last, first), k.index(longQueryRows)));
+        k.ifThen(mine, [&] {
           Value ctx = k.loadIndex(contextLen, s);
           // pos = ctx - n + (t - first) = t + (ctx - last).
           Value pos = k.addi(t, k.subi(ctx, last));
