@@ -211,8 +211,11 @@ bool CudaExecutor::load(const ExecutorOptions &options, std::string &error) {
   }
   for (const fb::Buffer *buffer : *plan.buffers()) {
     buffers.emplace_back();
+    // Zeroed: kernels may keep state across steps in a buffer (the split
+    // attention's counters start at zero and are left at zero).
     if (!buffers.back().create(std::max<uint64_t>(buffer->size_bytes(), 1),
-                               error))
+                               error) ||
+        !stream.memset(buffers.back().ptr(), 0, buffers.back().size(), error))
       return false;
   }
   for (std::string_view name :

@@ -174,24 +174,20 @@ mlir::FailureOr<GpuKernel> buildKvWrite(mlir::ModuleOp module,
 ///   Its 4 warps take keys in slots of D / 8 lanes (16-byte loads), an
 ///   online softmax per slot, merged across slots and warps at the end. With
 ///   one split it writes `out`; with more, each block writes its softmax
-///   state to `workspace` (pagedAttentionWorkspaceBytes) and
-///   paged_attention_reduce, launched after it, combines them. Steps of 64
-///   tokens or more use one split. `longQueryRows` > 0 (at least 64) leaves
-///   the tokens of sequences with that many queries or more untouched, for
-///   flash_attention.
+///   state to `workspace` (pagedAttentionWorkspaceBytes; it starts with one
+///   i32 counter per (token, head group), which must be zero before the
+///   first launch and is left zero) and counts itself done; the last split
+///   to finish combines the states and writes `out`. Steps of 64 tokens or
+///   more use one split. `longQueryRows` > 0 (at least 64) leaves the tokens
+///   of sequences with that many queries or more untouched, for
+///   flash_attention. Step inputs are read before the kernel waits for its
+///   predecessor (programmatic dependent launch).
 mlir::FailureOr<GpuKernel>
 buildPagedAttention(mlir::ModuleOp module,
                     const hostkernels::PagedAttentionParams &params,
                     int64_t longQueryRows = 0);
 
-/// paged_attention_reduce(workspace, out: [T, Hq, D], T)
-///   Combines the split states paged_attention wrote (nothing to do, and
-///   returns at once, when the step used one split). grid (T, Hq).
-mlir::FailureOr<GpuKernel>
-buildPagedAttentionReduce(mlir::ModuleOp module,
-                          const hostkernels::PagedAttentionParams &params);
-
-/// Bytes of the f32 workspace paged_attention needs, for any T.
+/// Bytes of the workspace paged_attention needs, for any T.
 int64_t
 pagedAttentionWorkspaceBytes(const hostkernels::PagedAttentionParams &params);
 

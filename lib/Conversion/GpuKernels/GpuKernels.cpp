@@ -673,6 +673,9 @@ constexpr int64_t kMaxAttentionSplits = 32;
 /// without, and a sequence with this many queries may be flash_attention's
 /// (whose rows the reduction must not touch).
 constexpr int64_t kUnsplitTokens = 64;
+/// The workspace starts with one i32 counter per (token, head group) of a
+/// split step (T * headGroups * 2 <= target blocks), then the f32 states.
+constexpr int64_t kAttentionCounters = kAttentionTargetBlocks / 2;
 
 FailureOr<AttentionLayout>
 attentionLayout(ModuleOp module,
@@ -765,7 +768,7 @@ int64_t pagedAttentionWorkspaceBytes(
   const int64_t states =
       std::max<int64_t>(1, kAttentionTargetBlocks / headGroups) *
       params.numHeads;
-  return states * (params.cache.headDim + 2) * 4;
+  return (kAttentionCounters + states * (params.cache.headDim + 2)) * 4;
 }
 
 FailureOr<GpuKernel>
@@ -816,8 +819,11 @@ buildPagedAttention(ModuleOp module,
 
   // Shared: each warp's merged state per head, m, l, then D accumulators.
   const int64_t stateSize = headDim + 2;
-  KernelBuilder k(*gpuModule, name, args, {kAttentionWarps * hp * stateSize},
-                  blockX);
+  // Shared: the warps' states, then the flag that tells the block whether it
+  // was its token's last split to finish.
+  const int64_t lastFlag = kAttentionWarps * hp * stateSize;
+  KernelBuilder k(*gpuModule, name, args, {lastFlag + 1}, blockX,
+                  /*waitAtEntry=*/false);
   k.readOnly({0, 1, 2, 3, 4, 5});
   Value q = k.arg(0), keyCache = k.arg(1), valueCache = k.arg(2),
         queryStart = k.arg(3), contextLen = k.arg(4), blockTable = k.arg(5),
@@ -878,8 +884,19 @@ buildPagedAttention(ModuleOp module,
                             iter);
           Value kStart = k.minsi(k.addi(lo, k.muli(z, perSplit)), posEnd);
           Value kEnd = k.minsi(k.addi(kStart, perSplit), posEnd);
+          // Everything above read step inputs only; q and the cache come
+          // from the kernels before.
+          k.waitForPredecessor();
           Value firstHead = k.muli(headGroup, k.index(hp));
           Value kvHead = k.divui(firstHead, k.index(l.group));
+          // Where split z's state of query head `head` lives (f32 index).
+          auto stateOffset = [&](Value zi, Value head) {
+            Value part = k.addi(
+                k.muli(k.addi(k.muli(t, splits), zi), k.index(numHeads)),
+                head);
+            return k.addi(k.index(kAttentionCounters),
+                          k.muli(part, k.index(stateSize)));
+          };
           Value tableBase = k.muli(s, tableStride);
           auto keyOffset = [&](Value j) {
             Value block =
@@ -1024,11 +1041,8 @@ buildPagedAttention(ModuleOp module,
                 k.store(o, out, k.addi(k.muli(rowHead, cD), dOff));
               });
               k.ifThen(k.cmpi(P::ne, splits, c1), [&] {
-                // Partial state (t, z, head) for the reduction.
-                Value part = k.addi(
-                    k.muli(k.addi(k.muli(t, splits), z), k.index(numHeads)),
-                    head);
-                Value base = k.muli(part, k.index(stateSize));
+                // This split's state (t, z, head) for the last split.
+                Value base = stateOffset(z, head);
                 k.ifThen(k.cmpi(P::eq, chunk, c0), [&] {
                   k.storeF32(m, workspace, base);
                   k.storeF32(sum, workspace, k.addi(base, c1));
@@ -1039,73 +1053,57 @@ buildPagedAttention(ModuleOp module,
               });
             }
           });
+          // The last split of (token, head group) to finish combines them
+          // all: a fence orders each block's states before its count.
+          k.ifThen(k.cmpi(P::ne, splits, c1), [&] {
+            k.fence();
+            k.barrier();
+            Value counter =
+                k.addi(k.muli(t, k.index(l.headGroups)), headGroup);
+            k.ifThen(k.cmpi(P::eq, k.tid, c0), [&] {
+              Value before = k.atomicAddI32(workspace, counter, k.constI32(1));
+              Value last = k.cmpi(P::eq, k.toIndex(before), k.subi(splits, c1));
+              k.storeShared(k.select(last, k.constF32(1.0), zero), states,
+                            k.index(lastFlag));
+            });
+            k.barrier();
+            Value isLast = arith::CmpFOp::create(
+                k.b, arith::CmpFPredicate::OEQ,
+                k.loadShared(states, k.index(lastFlag)), k.constF32(1.0));
+            k.ifThen(isLast, [&] {
+              k.fence();
+              // One thread per (head, dim) of the group.
+              k.forThreads(k.index(hp * headDim), [&](Value item) {
+                Value head =
+                    k.addi(firstHead, k.divui(item, cD));
+                Value d = k.remui(item, cD);
+                SmallVector<Value> merged = k.loopCarry(
+                    c0, splits, c1, {negInf, zero, zero},
+                    [&](Value zi, ValueRange st) -> SmallVector<Value> {
+                      Value base = stateOffset(zi, head);
+                      Value m = st[0], sum = st[1];
+                      SmallVector<Value> acc = {st[2]};
+                      mergeSoftmaxState(
+                          k, m, sum, acc, k.loadF32Volatile(workspace, base),
+                          k.loadF32Volatile(workspace, k.addi(base, c1)),
+                          {k.loadF32Volatile(
+                              workspace,
+                              k.addi(base, k.addi(k.index(2), d)))});
+                      return {m, sum, acc[0]};
+                    });
+                Value rowHead = k.addi(k.muli(t, k.index(numHeads)), head);
+                k.store({k.div(merged[2], merged[1])}, out,
+                        k.addi(k.muli(rowHead, cD), d));
+              });
+              // Ready for the next step's splits.
+              k.ifThen(k.cmpi(P::eq, k.tid, c0), [&] {
+                LLVM::StoreOp::create(k.b, k.constI32(0),
+                                      k.gep(workspace, k.i32, counter), 4);
+              });
+            });
+          });
         });
       });
-    });
-  });
-  k.finish();
-  return kernel;
-}
-
-FailureOr<GpuKernel>
-buildPagedAttentionReduce(ModuleOp module,
-                          const hostkernels::PagedAttentionParams &params) {
-  FailureOr<AttentionLayout> layout = attentionLayout(module, params);
-  if (failed(layout))
-    return failure();
-  const AttentionLayout &l = *layout;
-  const int64_t numHeads = params.numHeads, headDim = params.cache.headDim;
-  std::string name = "paged_attention_reduce_h" + std::to_string(numHeads) +
-                     "_d" + std::to_string(headDim) + attentionSplitSuffix(l);
-  std::vector<KernelArg> args = {ptrArg("workspace"), ptrArg("out"),
-                                 i32Arg("T")};
-  const int64_t blockX = blockFor(headDim, 1024);
-  LaunchRule rule = perRow(blockX);
-  rule.gridY = numHeads;
-  GpuKernel kernel{name, rule, args, 1};
-  bool exists;
-  FailureOr<gpu::GPUModuleOp> gpuModule = prepare(module, name, exists);
-  if (failed(gpuModule))
-    return failure();
-  if (exists)
-    return kernel;
-  KernelBuilder k(*gpuModule, name, args, {}, blockX);
-  k.readOnly({0});
-  Value workspace = k.arg(0), out = k.arg(1);
-  Value numTokens = k.argIndex(2);
-  using P = arith::CmpIPredicate;
-  Value c0 = k.index(0), c1 = k.index(1);
-  const int64_t stateSize = headDim + 2;
-  forRow(k, 2, [&](Value t) {
-    Value head = k.blockId(gpu::Dimension::y);
-    Value splits = attentionSplits(k, l, numTokens);
-    Value active = arith::AndIOp::create(k.b, k.cmpi(P::ugt, splits, c1),
-                                         k.cmpi(P::ult, k.tid, k.index(headDim)));
-    k.ifThen(active, [&] {
-      auto stateBase = [&](Value z) {
-        Value part = k.addi(k.muli(k.addi(k.muli(t, splits), z),
-                                   k.index(numHeads)),
-                            head);
-        return k.muli(part, k.index(stateSize));
-      };
-      SmallVector<Value> merged = k.loopCarry(
-          c0, splits, c1,
-          {k.constF32(-INFINITY), k.constF32(0.0), k.constF32(0.0)},
-          [&](Value z, ValueRange st) -> SmallVector<Value> {
-            Value base = stateBase(z);
-            Value m = st[0], sum = st[1];
-            SmallVector<Value> acc = {st[2]};
-            mergeSoftmaxState(
-                k, m, sum, acc, k.loadF32(workspace, base),
-                k.loadF32(workspace, k.addi(base, c1)),
-                {k.loadF32(workspace,
-                           k.addi(base, k.addi(k.index(2), k.tid)))});
-            return {m, sum, acc[0]};
-          });
-      k.store({k.div(merged[2], merged[1])}, out,
-              k.addi(k.muli(k.addi(k.muli(t, k.index(numHeads)), head),
-                            k.index(headDim)),
-                     k.tid));
     });
   });
   k.finish();
@@ -1161,7 +1159,8 @@ FailureOr<GpuKernel> buildGemv(ModuleOp module, const GemvParams &params) {
     return kernel;
 
   const int64_t perWarp = rowsPerWarp * maxT; // accumulators per lane
-  KernelBuilder k(*gpuModule, name, args, {warps * perWarp}, rule.blockX);
+  KernelBuilder k(*gpuModule, name, args, {warps * perWarp}, rule.blockX,
+                  /*waitAtEntry=*/false);
   k.readOnly({0, 1});
   Value x = k.arg(0), weight = k.arg(1), y = k.arg(2);
   Value numTokens = k.argIndex(3);
@@ -1186,19 +1185,27 @@ FailureOr<GpuKernel> buildGemv(ModuleOp module, const GemvParams &params) {
 
   // acc[r * maxT + t]. Slice s of K is chunks s*32 + lane + i*32*splitK:
   // the warps of a slice group read adjacent 512-byte runs.
-  auto step = [&](Value c, int64_t unroll,
-                  ValueRange acc) -> SmallVector<Value> {
+  struct WeightLoads {
     SmallVector<Value> cols;
     SmallVector<SmallVector<Value>> wv; // [u * rowsPerWarp + r]
+  };
+  auto loadWeights = [&](Value c, int64_t unroll) {
+    WeightLoads loads;
     for (int64_t u = 0; u < unroll; ++u) {
-      cols.push_back(
+      loads.cols.push_back(
           k.muli(k.addi(c, k.index(u * kWarp * splitK)), k.index(w)));
       // The weight streams once: coalesced over the warp, through the
       // non-coherent path.
       for (int64_t r = 0; r < rowsPerWarp; ++r)
-        wv.push_back(
-            k.load(weight, k.addi(wBase[r], cols[u]), w, /*readOnly=*/true));
+        loads.wv.push_back(k.load(weight, k.addi(wBase[r], loads.cols[u]), w,
+                                  /*readOnly=*/true));
     }
+    return loads;
+  };
+  auto compute = [&](const WeightLoads &loads, int64_t unroll,
+                     ValueRange acc) -> SmallVector<Value> {
+    const SmallVector<Value> &cols = loads.cols;
+    const SmallVector<SmallVector<Value>> &wv = loads.wv;
     SmallVector<Value> next(acc.begin(), acc.end());
     for (int64_t u = 0; u < unroll; ++u)
       for (int64_t t = 0; t < maxT; ++t) {
@@ -1211,6 +1218,10 @@ FailureOr<GpuKernel> buildGemv(ModuleOp module, const GemvParams &params) {
       }
     return next;
   };
+  auto step = [&](Value c, int64_t unroll,
+                  ValueRange acc) -> SmallVector<Value> {
+    return compute(loadWeights(c, unroll), unroll, acc);
+  };
   // rowsPerWarp * unroll 16-byte weight loads per lane in flight.
   int64_t unroll = std::max<int64_t>(1, 4 / rowsPerWarp);
   while (unroll > 1 && chunks < unroll * kWarp * splitK)
@@ -1219,10 +1230,19 @@ FailureOr<GpuKernel> buildGemv(ModuleOp module, const GemvParams &params) {
   int64_t mainChunks = chunks / (unroll * stride) * (unroll * stride);
   Value start = k.addi(k.muli(slice, k.index(kWarp)), lane);
   SmallVector<Value> accs(perWarp, k.constF32(0.0));
-  if (mainChunks > 0)
+  if (mainChunks > 0) {
+    // The first iteration's weights (which no kernel writes) stream while
+    // the previous kernel finishes; x is its output.
+    WeightLoads first = loadWeights(start, unroll);
+    k.waitForPredecessor();
+    accs = compute(first, unroll, accs);
     accs = k.loopCarry(
-        start, k.index(mainChunks), k.index(unroll * stride), accs,
+        k.addi(start, k.index(unroll * stride)), k.index(mainChunks),
+        k.index(unroll * stride), accs,
         [&](Value c, ValueRange acc) { return step(c, unroll, acc); });
+  } else {
+    k.waitForPredecessor();
+  }
   if (mainChunks < chunks)
     accs = k.loopCarry(
         k.addi(k.index(mainChunks), start), k.index(chunks), k.index(stride),

@@ -99,9 +99,12 @@ inline KernelArg i32Arg(StringRef name) { return {name.str(), KernelArg::Kind::I
 /// buffers (f32 each, sizes in elements).
 class KernelBuilder {
 public:
+  /// `waitAtEntry` false: the generator calls waitForPredecessor() itself,
+  /// after the loads that read only step inputs and weights (which no
+  /// kernel writes), so that they overlap the previous kernel.
   KernelBuilder(gpu::GPUModuleOp gpuModule, StringRef name,
                 ArrayRef<KernelArg> args, ArrayRef<int64_t> workgroup,
-                int64_t blockX)
+                int64_t blockX, bool waitAtEntry = true)
       : b(NameLoc::get(StringAttr::get(gpuModule.getContext(), name)),
           gpuModule.getContext()),
         blockX(blockX) {
@@ -140,13 +143,37 @@ public:
     // then be scheduled as soon as every block of this one has started.
     // Without such a launch both are no-ops; for chips before sm_90 the PTX
     // codegen drops them.
-    NVVM::GriddepcontrolOp::create(b, NVVM::GridDepActionKind::wait);
+    if (waitAtEntry)
+      waitForPredecessor();
     NVVM::GriddepcontrolOp::create(b,
                                    NVVM::GridDepActionKind::launch_dependents);
     tid = gpu::ThreadIdOp::create(b, gpu::Dimension::x, b.getIndexAttr(blockX));
   }
 
   void finish() { gpu::ReturnOp::create(b); }
+
+  /// Returns once the previous kernel of the stream has completed and its
+  /// writes are visible (see the constructor).
+  void waitForPredecessor() {
+    NVVM::GriddepcontrolOp::create(b, NVVM::GridDepActionKind::wait);
+  }
+  /// Orders this thread's global writes before its later ones for every
+  /// thread of the GPU (fence.sc.sys), as the split attention's counter
+  /// needs.
+  void fence() {
+    LLVM::FenceOp::create(b, LLVM::AtomicOrdering::seq_cst, StringRef());
+  }
+  /// atomicAdd on an i32 in global memory; returns the old value.
+  Value atomicAddI32(Value base, Value offset, Value value) {
+    return LLVM::AtomicRMWOp::create(b, LLVM::AtomicBinOp::add,
+                                     gep(base, i32, offset), value,
+                                     LLVM::AtomicOrdering::monotonic);
+  }
+  /// One f32 that other blocks of this grid wrote (not from a stale L1).
+  Value loadF32Volatile(Value base, Value offset) {
+    return LLVM::LoadOp::create(b, f32, gep(base, f32, offset), 4,
+                                /*isVolatile=*/true);
+  }
 
   /// Marks pointer arguments that the kernel only reads and that no other
   /// argument writes through: `noalias readonly` lets the NVPTX backend use

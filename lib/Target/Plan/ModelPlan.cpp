@@ -661,8 +661,8 @@ LogicalResult Planner::planAttention(tfm::AttentionOp op) {
     return success();
   }
   // The GPU kernel splits long contexts over blocks and combines their
-  // softmax states in a second kernel, through one scratch buffer that every
-  // layer reuses.
+  // softmax states through one scratch buffer that every layer reuses (the
+  // runtime zeroes buffers at load, as its counters need).
   uint64_t workspaceBytes = gpukernels::pagedAttentionWorkspaceBytes(attention);
   if (attentionWorkspace < 0)
     attentionWorkspace = addBuffer("attention_workspace", workspaceBytes,
@@ -674,10 +674,7 @@ LogicalResult Planner::planAttention(tfm::AttentionOp op) {
   if (failed(gpuKernelCall(
           op, gpukernels::buildPagedAttention(*kernels, attention),
           {q, keys, values, starts, lengths, table, out, workspace},
-          pa::NumTokens)) ||
-      failed(gpuKernelCall(
-          op, gpukernels::buildPagedAttentionReduce(*kernels, attention),
-          {workspace, out}, pa::NumTokens)))
+          pa::NumTokens)))
     return failure();
   define(op.getResult(), out);
   return success();

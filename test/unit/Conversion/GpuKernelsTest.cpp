@@ -81,7 +81,6 @@ void buildModel(mlir::ModuleOp module, const ModelShape &m,
   PagedAttentionParams attn{m.heads, cache, 1.0 / std::sqrt(double(m.headDim)),
                             0};
   add(gpukernels::buildPagedAttention(module, attn));
-  add(gpukernels::buildPagedAttentionReduce(module, attn));
   // The projections of one layer and the LM head, for 1 and 8 tokens.
   int64_t qkv = (m.heads + 2 * m.kvHeads) * m.headDim;
   for (int64_t maxTokens : {1, 8}) {
@@ -110,7 +109,6 @@ void buildHeadDim(mlir::ModuleOp module, int64_t headDim,
   double scale = 1.0 / std::sqrt(double(headDim));
   add(gpukernels::buildPagedAttention(module, {8, cache, scale, 0}));
   add(gpukernels::buildPagedAttention(module, {8, cache, scale, 64}));
-  add(gpukernels::buildPagedAttentionReduce(module, {8, cache, scale, 0}));
 }
 
 class GpuKernelsTest : public ::testing::Test {
@@ -243,10 +241,8 @@ TEST_F(GpuKernelsTest, ModuleVerifiesAndLaunchRulesAreSane) {
     EXPECT_LE(rule.blockX, 1024) << kernel.name;
     EXPECT_EQ(rule.dynamicSharedBytes, 0) << kernel.name;
     EXPECT_GT(rule.gridX(1), 0) << kernel.name;
-    // Every model size here is a multiple of 8: 16-byte vectors throughout
-    // (but the attention reduction, one f32 state element per thread).
-    if (!llvm::StringRef(kernel.name).starts_with("paged_attention_reduce"))
-      EXPECT_EQ(kernel.vectorWidth, 8) << kernel.name;
+    // Every model size here is a multiple of 8: 16-byte vectors throughout.
+    EXPECT_EQ(kernel.vectorWidth, 8) << kernel.name;
   }
   // The main model's kernels, as the runtime will launch them at T = 5.
   mlir::OwningOpRef<mlir::ModuleOp> scratch =
@@ -267,14 +263,13 @@ TEST_F(GpuKernelsTest, ModuleVerifiesAndLaunchRulesAreSane) {
   // 6 query heads over 2 kv heads: 2 head groups of 3, up to 32 splits each.
   EXPECT_EQ(attn->launch.gridY, 2 * 32);
   EXPECT_EQ(attn->args.size(), 12u);
-  auto reduce =
-      gpukernels::buildPagedAttentionReduce(*scratch, {6, cache, 0.125, 0});
-  ASSERT_TRUE(mlir::succeeded(reduce));
-  EXPECT_EQ(reduce->launch.gridY, 6);
-  EXPECT_EQ(reduce->launch.blockX, 64);
-  // 512 target blocks / 2 groups states per head, each m, l and 64 floats.
+  // 256 counters, then 512 target blocks / 2 groups states per head, each
+  // m, l and 64 floats.
   EXPECT_EQ(gpukernels::pagedAttentionWorkspaceBytes({6, cache, 0.125, 0}),
-            256 * 6 * 66 * 4);
+            (256 + 256 * 6 * 66) * 4);
+  // Long query runs are left to flash attention from 64 queries on.
+  EXPECT_TRUE(mlir::failed(
+      gpukernels::buildPagedAttention(*scratch, {6, cache, 0.125, 0}, 16)));
   // A head dim wider than a warp of 16-byte lanes is refused.
   EXPECT_TRUE(mlir::failed(gpukernels::buildPagedAttention(
       *scratch, {4, KvCacheShape{4, 512, 16}, 0.125, 0})));
