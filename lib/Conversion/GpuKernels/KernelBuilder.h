@@ -158,16 +158,16 @@ public:
     NVVM::GriddepcontrolOp::create(b, NVVM::GridDepActionKind::wait);
   }
   /// Orders this thread's global writes before its later ones for every
-  /// thread of the GPU (fence.sc.sys), as the split attention's counter
-  /// needs.
+  /// thread of the GPU (fence.sc.gpu, CUDA's __threadfence), as the split
+  /// attention's counter needs; the system scope costs far more.
   void fence() {
-    LLVM::FenceOp::create(b, LLVM::AtomicOrdering::seq_cst, StringRef());
+    LLVM::FenceOp::create(b, LLVM::AtomicOrdering::seq_cst, "device");
   }
   /// atomicAdd on an i32 in global memory; returns the old value.
   Value atomicAddI32(Value base, Value offset, Value value) {
     return LLVM::AtomicRMWOp::create(b, LLVM::AtomicBinOp::add,
                                      gep(base, i32, offset), value,
-                                     LLVM::AtomicOrdering::monotonic);
+                                     LLVM::AtomicOrdering::monotonic, "device");
   }
   /// One f32 that other blocks of this grid wrote (not from a stale L1).
   Value loadF32Volatile(Value base, Value offset) {
