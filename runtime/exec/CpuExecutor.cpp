@@ -378,6 +378,11 @@ bool CpuExecutor::decode(std::string &error) {
   const auto *entries = artifact.kernel(0).entry_points();
   entryPoints.clear();
   for (const DecodedCommand &command : commands) {
+    if (command.kind == fb::CommandKind::Gemm && command.operands.size() > 3)
+      return error = "command '" + command.name +
+                     "' adds a bias in the gemm, which only GPU plans do "
+                     "(host plans add biases with a kernel)",
+             false;
     if (command.kind != fb::CommandKind::KernelCall) {
       entryPoints.push_back(nullptr);
       continue;

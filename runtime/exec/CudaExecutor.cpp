@@ -473,6 +473,9 @@ bool CudaExecutor::enqueue(CUstream cudaStream, std::string &error) {
       problem.a = a.address;
       problem.b = b.address;
       problem.c = c.address;
+      // A bias goes to cuBLASLt's epilogue (such gemms have no GEMV variants).
+      if (command.operands.size() == 4)
+        problem.bias = command.operands[3].address;
       if (!problem.m)
         continue;
       size_t variant = 0;
