@@ -51,6 +51,9 @@ private:
   bool uploadRandomWeights(uint64_t seed, std::string &error);
   /// The kernel image for this device: its chip's cubin, else the PTX.
   const fb::Kernel *chooseImage(std::string &error) const;
+  /// Chooses cuBLASLt's algorithm of every bucket of row counts the plan's
+  /// gemms send to it (CublasLtGemm::prepare), on their real operands.
+  bool prepareGemms(std::string &error);
   /// Enqueues every command of the plan on `stream` for the current
   /// scalars.
   bool enqueue(CUstream stream, std::string &error);
@@ -225,7 +228,10 @@ bool CudaExecutor::load(const ExecutorOptions &options, std::string &error) {
       return 0;
     }
   };
-  if (!decodePlan(plan, /*withLaunch=*/true, baseAddress, commands, error))
+  // cuBLASLt's algorithms are chosen (timed) now, so that neither steps nor
+  // graph captures pay for it.
+  if (!decodePlan(plan, /*withLaunch=*/true, baseAddress, commands, error) ||
+      !prepareGemms(error))
     return false;
   const auto *entries = image->entry_points();
   for (const DecodedCommand &command : commands) {
@@ -248,6 +254,47 @@ bool CudaExecutor::load(const ExecutorOptions &options, std::string &error) {
     if (!module->getKernel(entries->Get(command.entry)->string_view(),
                            kernels.back(), error))
       return false;
+  }
+  return stream.synchronize(error);
+}
+
+bool CudaExecutor::prepareGemms(std::string &error) {
+  int64_t maxRows = lims.maxTokensPerStep;
+  for (const DecodedCommand &command : commands) {
+    if (command.kind != fb::CommandKind::Gemm)
+      continue;
+    // Rows up to the largest GEMV variant's bound go to the GEMV kernels.
+    int64_t gemvRows =
+        command.gemvVariants.empty() ? 0 : command.gemvVariants.back().maxTokens;
+    for (int64_t bucket = 1; bucket < 2 * maxRows; bucket *= 2) {
+      int64_t m = std::min(bucket, maxRows);
+      if (m <= gemvRows)
+        continue;
+      // As enqueue() builds it, for m rows (num_tokens or num_logit_rows).
+      int64_t rows[pa::NumRuntimeScalars] = {};
+      rows[pa::NumTokens] = rows[pa::NumLogitRows] = m;
+      const Operand &a = command.operands[0], &b = command.operands[1],
+                    &c = command.operands[2];
+      GemmProblem problem;
+      problem.m = a.sizes[0].resolve(rows);
+      problem.k = a.sizes[1].resolve(rows);
+      problem.n = b.sizes[0].resolve(rows);
+      problem.lda = a.strides[0].resolve(rows);
+      problem.ldb = b.strides[0].resolve(rows);
+      problem.ldc = c.strides[0].resolve(rows);
+      problem.a = a.address;
+      problem.b = b.address;
+      problem.c = c.address;
+      if (command.operands.size() == 4)
+        problem.bias = command.operands[3].address;
+      // A gemm over a fixed number of rows has one bucket.
+      bool fixedRows = !a.sizes[0].isScalar;
+      if ((!fixedRows || problem.m > gemvRows) &&
+          !gemm->prepare(problem, error))
+        return error = "command '" + command.name + "': " + error, false;
+      if (fixedRows)
+        break;
+    }
   }
   return stream.synchronize(error);
 }
