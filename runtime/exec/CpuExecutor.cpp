@@ -199,10 +199,13 @@ bool CpuExecutor::load(const ExecutorOptions &options, std::string &error) {
   kvBlockBytes = uint64_t(kv->block_size()) * kv->num_kv_heads() *
                  kv->head_dim() * sizeof(float);
   uint64_t perBlock = kvBlockBytes * 2 * kv->num_layers();
+  // ExecutorOptions::gpuMemoryUtilization is for GPUs: ignored here.
+  uint64_t kvBytes =
+      options.kvCacheBytes ? options.kvCacheBytes : kDefaultKvCacheBytes;
   lims.numBlocks = options.numBlocks > 0
                        ? options.numBlocks
                        : int32_t(std::min<uint64_t>(
-                             options.kvCacheBytes / std::max<uint64_t>(perBlock, 1),
+                             kvBytes / std::max<uint64_t>(perBlock, 1),
                              INT32_MAX));
   if (lims.numBlocks < 1)
     return error = "the KV cache holds no block: give it more than " +
