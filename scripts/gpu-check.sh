@@ -14,6 +14,9 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 echo "== CUDA runtime tests"
 "$bin/CudaRuntimeTest" --gtest_brief=1 2>&1 | tail -4
 
+echo "== CUDA executor tests (Qwen2-shaped biases vs the CPU executor, --gpu-memory-utilization)"
+OPTMLIR_TEST_ARTIFACT_DIR=$PWD/$carry "$bin/CudaExecutorTest" --gtest_brief=1 2>&1 | tail -6
+
 echo "== executor numerics (main model, sm_90a, bf16 references)"
 OPTMLIR_GPU_ARTIFACT_DIR=$PWD/$carry OPTMLIR_SHARED_MODELS_DIR=$PWD/$carry/shared \
   OPTMLIR_SOURCE_DIR=$PWD "$bin/CpuExecutorTest" --gtest_output=json:$out/executor.json \

@@ -6,6 +6,9 @@
 
 #include <cublasLt.h>
 
+#include <algorithm>
+#include <vector>
+
 namespace optrt {
 namespace cuda {
 namespace {
@@ -89,9 +92,17 @@ struct CublasLtGemm::Plan {
   cublasLtMatmulDesc_t desc = nullptr;
   cublasLtMatmulAlgo_t algo{};
   uint64_t workspaceBytes = 0;
+  /// The heuristic's candidates, best first (kept until prepare() chose).
+  std::vector<cublasLtMatmulHeuristicResult_t> candidates;
+  Choice choice;
   ~Plan() {
     if (desc)
       cublasLtMatmulDescDestroy(desc);
+  }
+  void use(size_t candidate) {
+    algo = candidates[candidate].algo;
+    workspaceBytes = candidates[candidate].workspaceSize;
+    choice.chosen = int(candidate);
   }
 };
 
@@ -169,14 +180,10 @@ CublasLtGemm::Key CublasLtGemm::keyOf(const GemmProblem &p,
   return key;
 }
 
-CublasLtGemm::Plan *CublasLtGemm::getPlan(const GemmProblem &p,
-                                          int64_t keyBucket,
-                                          int64_t heuristicM,
-                                          std::string &error) {
-  Key key = keyOf(p, keyBucket);
-  if (auto it = plans_.find(key); it != plans_.end())
-    return it->second.get();
-
+std::unique_ptr<CublasLtGemm::Plan>
+CublasLtGemm::makePlan(const GemmProblem &p, const Key &key,
+                       int64_t heuristicM, int maxCandidates,
+                       std::string &error) {
   auto plan = std::make_unique<Plan>();
   auto check = [&](const char *call, cublasStatus_t s) {
     if (s == CUBLAS_STATUS_SUCCESS)
@@ -247,23 +254,40 @@ CublasLtGemm::Plan *CublasLtGemm::getPlan(const GemmProblem &p,
             cublasLtMatmulPreferenceSetAttribute(
                 pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &alignC,
                 sizeof(alignC)));
-  cublasLtMatmulHeuristicResult_t result{};
+  std::vector<cublasLtMatmulHeuristicResult_t> results(
+      std::max(1, maxCandidates));
   int returned = 0;
   if (ok)
     ok = check("cublasLtMatmulAlgoGetHeuristic",
                cublasLtMatmulAlgoGetHeuristic(
                    static_cast<cublasLtHandle_t>(handle_), plan->desc,
-                   layouts.a, layouts.b, layouts.c, layouts.c, pref, 1,
-                   &result, &returned));
+                   layouts.a, layouts.b, layouts.c, layouts.c, pref,
+                   int(results.size()), results.data(), &returned));
   cublasLtMatmulPreferenceDestroy(pref);
   if (!ok)
     return nullptr;
-  if (returned == 0) {
+  for (int i = 0; i < returned; ++i)
+    if (results[i].state == CUBLAS_STATUS_SUCCESS)
+      plan->candidates.push_back(results[i]);
+  if (plan->candidates.empty()) {
     error = "gemm " + describeProblem(p) + ": cuBLASLt has no algorithm";
     return nullptr;
   }
-  plan->algo = result.algo;
-  plan->workspaceBytes = result.workspaceSize;
+  plan->choice.candidates = int(plan->candidates.size());
+  plan->use(0);
+  return plan;
+}
+
+CublasLtGemm::Plan *CublasLtGemm::getPlan(const GemmProblem &p,
+                                          int64_t keyBucket,
+                                          int64_t heuristicM,
+                                          std::string &error) {
+  Key key = keyOf(p, keyBucket);
+  if (auto it = plans_.find(key); it != plans_.end())
+    return it->second.get();
+  std::unique_ptr<Plan> plan = makePlan(p, key, heuristicM, 1, error);
+  if (!plan)
+    return nullptr;
   Plan *raw = plan.get();
   plans_.emplace(key, std::move(plan));
   return raw;
@@ -297,11 +321,131 @@ bool CublasLtGemm::execute(Plan &plan, const GemmProblem &p,
   return true;
 }
 
+bool CublasLtGemm::timeCandidates(Plan &plan, const GemmProblem &p,
+                                  std::string &error) {
+  int repetitions = tuning_.repetitions;
+  std::vector<CudaEvent> events(repetitions + 1);
+  for (CudaEvent &event : events)
+    if (!event.create(/*timing=*/true, error))
+      return false;
+  std::vector<float> medians(plan.candidates.size(), -1.0f);
+  for (size_t i = 0; i < plan.candidates.size(); ++i) {
+    plan.use(i);
+    // One warm-up run (module loading, first-touch), then one event
+    // between consecutive runs: a run's time is the difference.
+    std::string why;
+    bool unsupported = false, ran = execute(plan, p, why, unsupported);
+    if (ran)
+      OPTRT_CU_CHECK(error, cuEventRecord, events[0].handle(), stream_);
+    for (int r = 0; ran && r < repetitions; ++r) {
+      ran = execute(plan, p, why, unsupported);
+      if (ran)
+        OPTRT_CU_CHECK(error, cuEventRecord, events[r + 1].handle(), stream_);
+    }
+    // Waiting also surfaces a fault of the candidate's kernel (sticky: the
+    // context is then unusable, so that is an error, not a skip).
+    OPTRT_CU_CHECK(error, cuStreamSynchronize, stream_);
+    if (!ran) {
+      ++plan.choice.failed;
+      continue;
+    }
+    std::vector<float> times(repetitions);
+    for (int r = 0; r < repetitions; ++r)
+      if (!CudaEvent::elapsedMs(events[r], events[r + 1], times[r], error))
+        return false;
+    std::nth_element(times.begin(), times.begin() + repetitions / 2,
+                     times.end());
+    medians[i] = times[repetitions / 2];
+  }
+  size_t best = 0;
+  bool any = false;
+  for (size_t i = 0; i < medians.size(); ++i)
+    if (medians[i] >= 0 && (!any || medians[i] < medians[best])) {
+      best = i;
+      any = true;
+    }
+  // Within the noise of a few runs (2%) the heuristic's first stays.
+  if (any && medians[0] >= 0 && medians[0] <= 1.02f * medians[best])
+    best = 0;
+  // None ran: keep the heuristic's first, as run() would have; run()
+  // reports what goes wrong with it.
+  plan.use(any ? best : 0);
+  plan.choice.timed = any;
+  plan.choice.firstMs = std::max(medians[0], 0.0f);
+  plan.choice.chosenMs = any ? medians[best] : 0.0f;
+  return true;
+}
+
 bool CublasLtGemm::prepare(const GemmProblem &problem, std::string &error) {
   if (!validate(problem, error))
     return false;
   int64_t bucket = mBucket(problem.m);
-  return getPlan(problem, bucket, bucket, error) != nullptr;
+  Key key = keyOf(problem, bucket);
+  if (plans_.count(key))
+    return true;
+  bool timing = tuning_.maxCandidates > 1 && tuning_.repetitions > 0;
+  if (timing) {
+    CUstreamCaptureStatus capture = CU_STREAM_CAPTURE_STATUS_NONE;
+    OPTRT_CU_CHECK(error, cuStreamIsCapturing, stream_, &capture);
+    if (capture != CU_STREAM_CAPTURE_STATUS_NONE) {
+      error = "gemm " + describeProblem(problem) +
+              ": prepare() times algorithms, which cannot happen while the "
+              "stream is being captured";
+      return false;
+    }
+  }
+  std::unique_ptr<Plan> plan =
+      makePlan(problem, key, bucket, timing ? tuning_.maxCandidates : 1, error);
+  if (!plan)
+    return false;
+  if (timing && plan->candidates.size() > 1) {
+    // Scratch for the operands not given (cuMemAlloc: 256-byte aligned,
+    // which is what keyOf assumes of a null pointer).
+    GemmProblem p = problem;
+    int64_t in = elementBytes(p.inputType), out = elementBytes(p.outputType);
+    DeviceBuffer scratch[3];
+    struct {
+      CUdeviceptr *ptr;
+      uint64_t bytes;
+    } operands[] = {
+        {&p.a, uint64_t(p.m) * (p.lda ? p.lda : p.k) * in},
+        {&p.b, uint64_t(p.n) * (p.ldb ? p.ldb : p.k) * in},
+        {&p.c, uint64_t(p.m) * (p.ldc ? p.ldc : p.n) * out},
+    };
+    for (int i = 0; i < 3; ++i) {
+      if (*operands[i].ptr)
+        continue;
+      if (!scratch[i].create(operands[i].bytes, error))
+        return false;
+      // Inputs of small non-zero values (all zeros may run faster than
+      // real data): bytes 0x3c are 0.0115 in bf16, 1.06 in f16.
+      OPTRT_CU_CHECK(error, cuMemsetD8Async, scratch[i].ptr(),
+                     i == 2 ? 0 : 0x3c, operands[i].bytes, stream_);
+      *operands[i].ptr = scratch[i].ptr();
+    }
+    if (!timeCandidates(*plan, p, error)) {
+      error = "gemm " + describeProblem(problem) + ": timing algorithms: " +
+              error;
+      return false;
+    }
+    if (plan->choice.timed) {
+      ++numTimed_;
+      numOtherThanFirst_ += plan->choice.chosen != 0;
+    }
+  }
+  plan->candidates.clear();
+  plan->candidates.shrink_to_fit();
+  plans_.emplace(key, std::move(plan));
+  return true;
+}
+
+bool CublasLtGemm::choiceFor(const GemmProblem &problem,
+                             Choice &choice) const {
+  auto it = plans_.find(keyOf(problem, mBucket(problem.m)));
+  if (it == plans_.end())
+    return false;
+  choice = it->second->choice;
+  return true;
 }
 
 bool CublasLtGemm::run(const GemmProblem &problem, std::string &error) {

@@ -9,9 +9,13 @@
 //
 // Inputs bf16 or fp16, accumulation and scaling in f32, output of the input
 // type or f32. The algorithm is chosen once per (M bucket, N, K, types,
-// strides, alignments, bias) by cuBLASLt's heuristic and cached; the 32 MiB
-// workspace belongs to this object, so one object serves one stream (and
-// may be captured into a CUDA graph: nothing is allocated at run time).
+// strides, alignments, bias) and cached: prepare() (at load) asks cuBLASLt's
+// heuristic for several candidates and keeps the fastest on this GPU, timed
+// with events on the stream; a bucket that run() meets unprepared gets the
+// heuristic's first, untimed (no timing ever happens inside a step or a CUDA
+// graph capture). The 32 MiB workspace belongs to this object, so one object
+// serves one stream (and may be captured into a CUDA graph: nothing is
+// allocated at run time).
 //
 //===----------------------------------------------------------------------===//
 
@@ -58,15 +62,55 @@ public:
 
   /// Enqueues the GEMM on the stream (asynchronous).
   bool run(const GemmProblem &problem, std::string &error);
-  /// Chooses and caches the algorithm for `problem`'s bucket without running
-  /// it (at load, so that the first step does not pay for the heuristic).
-  /// Pointers only matter through their alignment.
+  /// Chooses and caches the algorithm for `problem`'s bucket, at load (so
+  /// that steps pay neither the heuristic nor the timing): the heuristic's
+  /// candidates for M = the bucket each run once to warm up, then
+  /// `repetitions` times between events; the lowest median wins (the
+  /// heuristic's first unless another is over 2% faster). Candidates
+  /// that fail are skipped; when none runs, the heuristic's first is kept.
+  /// The runs use `problem.m` rows on the given operands, overwriting C (a
+  /// null A, B or C gets device scratch of the right size, 256-byte
+  /// aligned); bias is used when given. Synchronizes the stream; refused
+  /// while the stream is being captured. A bucket already cached (prepared,
+  /// or met by run()) is kept as it is.
   bool prepare(const GemmProblem &problem, std::string &error);
+
+  /// How prepare() chooses. maxCandidates 1 (or repetitions 0) keeps the
+  /// heuristic's first without timing anything.
+  struct Tuning {
+    int maxCandidates = 8;
+    int repetitions = 5;
+  };
+  void setTuning(const Tuning &tuning) { tuning_ = tuning; }
+  const Tuning &tuning() const { return tuning_; }
+
+  /// What was decided for one cached bucket (for tests and reports).
+  struct Choice {
+    /// Algorithms the heuristic returned (at most Tuning::maxCandidates).
+    int candidates = 0;
+    /// Candidates that failed when timed (skipped).
+    int failed = 0;
+    /// The algorithm kept, as its rank in the heuristic's order: 0 is the
+    /// heuristic's first.
+    int chosen = 0;
+    /// Whether the choice was timed (false: the heuristic's first, untimed).
+    bool timed = false;
+    /// Median milliseconds per run of the heuristic's first (0 if it failed)
+    /// and of the chosen algorithm, when timed.
+    float firstMs = 0, chosenMs = 0;
+  };
+  /// The choice cached for `problem`'s bucket (its key: M bucket, sizes,
+  /// types, strides, alignments, bias); false if there is none.
+  bool choiceFor(const GemmProblem &problem, Choice &choice) const;
 
   /// The bucket an M belongs to: the next power of two. Decode batch sizes
   /// and prefill chunk sizes share an algorithm within a bucket.
   static int64_t mBucket(int64_t m);
   size_t numCachedAlgorithms() const { return plans_.size(); }
+  /// Buckets whose algorithm prepare() chose by timing, and how many of
+  /// those chose another algorithm than the heuristic's first.
+  size_t numTimedChoices() const { return numTimed_; }
+  size_t numChoicesOtherThanFirst() const { return numOtherThanFirst_; }
 
 private:
   struct Key {
@@ -82,9 +126,17 @@ private:
   bool validate(const GemmProblem &problem, std::string &error) const;
   Key keyOf(const GemmProblem &problem, int64_t bucket) const;
   /// The cached plan for `problem` under `keyBucket`, making it (heuristic
-  /// queried with M = `heuristicM`) if new.
+  /// queried with M = `heuristicM`, its first algorithm) if new.
   Plan *getPlan(const GemmProblem &problem, int64_t keyBucket,
                 int64_t heuristicM, std::string &error);
+  /// A plan for `problem` with the heuristic's candidates for M =
+  /// `heuristicM` (at most `maxCandidates`, at least one), not cached.
+  std::unique_ptr<Plan> makePlan(const GemmProblem &problem, const Key &key,
+                                 int64_t heuristicM, int maxCandidates,
+                                 std::string &error);
+  /// Times `plan`'s candidates on `problem` and keeps the fastest.
+  bool timeCandidates(Plan &plan, const GemmProblem &problem,
+                      std::string &error);
   bool execute(Plan &plan, const GemmProblem &problem, std::string &error,
                bool &unsupported);
 
@@ -92,6 +144,8 @@ private:
   CUstream stream_ = nullptr;
   DeviceBuffer workspace_;
   std::map<Key, std::unique_ptr<Plan>> plans_;
+  Tuning tuning_;
+  size_t numTimed_ = 0, numOtherThanFirst_ = 0;
 };
 
 } // namespace cuda

@@ -199,10 +199,13 @@ bool CpuExecutor::load(const ExecutorOptions &options, std::string &error) {
   kvBlockBytes = uint64_t(kv->block_size()) * kv->num_kv_heads() *
                  kv->head_dim() * sizeof(float);
   uint64_t perBlock = kvBlockBytes * 2 * kv->num_layers();
+  // ExecutorOptions::gpuMemoryUtilization is for GPUs: ignored here.
+  uint64_t kvBytes =
+      options.kvCacheBytes ? options.kvCacheBytes : kDefaultKvCacheBytes;
   lims.numBlocks = options.numBlocks > 0
                        ? options.numBlocks
                        : int32_t(std::min<uint64_t>(
-                             options.kvCacheBytes / std::max<uint64_t>(perBlock, 1),
+                             kvBytes / std::max<uint64_t>(perBlock, 1),
                              INT32_MAX));
   if (lims.numBlocks < 1)
     return error = "the KV cache holds no block: give it more than " +
@@ -378,6 +381,11 @@ bool CpuExecutor::decode(std::string &error) {
   const auto *entries = artifact.kernel(0).entry_points();
   entryPoints.clear();
   for (const DecodedCommand &command : commands) {
+    if (command.kind == fb::CommandKind::Gemm && command.operands.size() > 3)
+      return error = "command '" + command.name +
+                     "' adds a bias in the gemm, which only GPU plans do "
+                     "(host plans add biases with a kernel)",
+             false;
     if (command.kind != fb::CommandKind::KernelCall) {
       entryPoints.push_back(nullptr);
       continue;

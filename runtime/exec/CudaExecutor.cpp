@@ -54,6 +54,12 @@ private:
   bool uploadRandomWeights(uint64_t seed, std::string &error);
   /// The kernel image for this device: its chip's cubin, else the PTX.
   const fb::Kernel *chooseImage(std::string &error) const;
+  /// Chooses cuBLASLt's algorithm of every bucket of row counts the plan's
+  /// gemms send to it (CublasLtGemm::prepare), on their real operands.
+  bool prepareGemms(std::string &error);
+  /// Sizes (ExecutorOptions: blocks, bytes, or the GPU memory utilization)
+  /// and allocates the KV cache; sets lims.numBlocks.
+  bool allocateKvCache(const ExecutorOptions &options, std::string &error);
   /// Enqueues every command of the plan on `stream` for the current
   /// scalars.
   bool enqueue(CUstream stream, std::string &error);
@@ -184,19 +190,8 @@ bool CudaExecutor::load(const ExecutorOptions &options, std::string &error) {
       (lims.maxContextLength + lims.blockSize - 1) / lims.blockSize;
   kvBlockBytes =
       uint64_t(kv->block_size()) * kv->num_kv_heads() * kv->head_dim() * 2;
-  uint64_t perBlock = kvBlockBytes * 2 * kv->num_layers();
-  lims.numBlocks = options.numBlocks > 0
-                       ? options.numBlocks
-                       : int32_t(std::min<uint64_t>(
-                             options.kvCacheBytes / std::max<uint64_t>(perBlock, 1),
-                             INT32_MAX));
-  if (lims.numBlocks < 1)
-    return error = "the KV cache holds no block", false;
-  for (uint32_t part = 0; part < 2 * kv->num_layers(); ++part) {
-    kvCache.emplace_back();
-    if (!kvCache.back().create(kvBlockBytes * lims.numBlocks, error))
-      return false;
-  }
+  // The KV cache is sized and allocated last (below): from what the memory
+  // budget leaves once everything else is on the device.
 
   if (artifact.hasVirtualWeights()) {
     if (!uploadRandomWeights(options.randomSeed, error))
@@ -256,15 +251,26 @@ bool CudaExecutor::load(const ExecutorOptions &options, std::string &error) {
     case fb::ArgKind::Weight:
       return weights.ptr() + weightOffsets[base.index()] + base.offset();
     case fb::ArgKind::KVCache:
-      if (base.offset() <= pa::Values)
-        return kvCache[2 * base.index() + base.offset()].ptr();
-      error = "a KV cache part other than keys and values";
-      return 0;
+      if (base.offset() > pa::Values) {
+        error = "a KV cache part other than keys and values";
+        return 0;
+      }
+      // Before the cache exists (the first decode, for the gemms): a
+      // placeholder, as no gemm reads the cache.
+      return kvCache.empty() ? 1
+                             : kvCache[2 * base.index() + base.offset()].ptr();
     default:
       error = "not an array";
       return 0;
     }
   };
+  // cuBLASLt's algorithms are chosen (timed) now, so that neither steps nor
+  // graph captures pay for it, and before the KV cache is sized, so that
+  // what cuBLASLt loads counts as in use.
+  if (!decodePlan(plan, /*withLaunch=*/true, baseAddress, commands, error) ||
+      !prepareGemms(error) || !allocateKvCache(options, error))
+    return false;
+  commands.clear();
   if (!decodePlan(plan, /*withLaunch=*/true, baseAddress, commands, error))
     return false;
   if (profiling) {
@@ -296,6 +302,85 @@ bool CudaExecutor::load(const ExecutorOptions &options, std::string &error) {
       return false;
   }
   return stream.synchronize(error);
+}
+
+bool CudaExecutor::prepareGemms(std::string &error) {
+  int64_t maxRows = lims.maxTokensPerStep;
+  for (const DecodedCommand &command : commands) {
+    if (command.kind != fb::CommandKind::Gemm)
+      continue;
+    // Rows up to the largest GEMV variant's bound go to the GEMV kernels.
+    int64_t gemvRows =
+        command.gemvVariants.empty() ? 0 : command.gemvVariants.back().maxTokens;
+    for (int64_t bucket = 1; bucket < 2 * maxRows; bucket *= 2) {
+      int64_t m = std::min(bucket, maxRows);
+      if (m <= gemvRows)
+        continue;
+      // As enqueue() builds it, for m rows (num_tokens or num_logit_rows).
+      int64_t rows[pa::NumRuntimeScalars] = {};
+      rows[pa::NumTokens] = rows[pa::NumLogitRows] = m;
+      const Operand &a = command.operands[0], &b = command.operands[1],
+                    &c = command.operands[2];
+      GemmProblem problem;
+      problem.m = a.sizes[0].resolve(rows);
+      problem.k = a.sizes[1].resolve(rows);
+      problem.n = b.sizes[0].resolve(rows);
+      problem.lda = a.strides[0].resolve(rows);
+      problem.ldb = b.strides[0].resolve(rows);
+      problem.ldc = c.strides[0].resolve(rows);
+      problem.a = a.address;
+      problem.b = b.address;
+      problem.c = c.address;
+      if (command.operands.size() == 4)
+        problem.bias = command.operands[3].address;
+      // A gemm over a fixed number of rows has one bucket.
+      bool fixedRows = !a.sizes[0].isScalar;
+      if ((!fixedRows || problem.m > gemvRows) &&
+          !gemm->prepare(problem, error))
+        return error = "command '" + command.name + "': " + error, false;
+      if (fixedRows)
+        break;
+    }
+  }
+  return stream.synchronize(error);
+}
+
+bool CudaExecutor::allocateKvCache(const ExecutorOptions &options,
+                                   std::string &error) {
+  const fb::KVCacheLayout &kv = *artifact.kvCache();
+  uint64_t perBlock = kvBlockBytes * 2 * kv.num_layers();
+  if (options.numBlocks > 0) {
+    lims.numBlocks = options.numBlocks;
+  } else if (options.kvCacheBytes > 0 || options.gpuMemoryUtilization == 0) {
+    uint64_t bytes =
+        options.kvCacheBytes ? options.kvCacheBytes : kDefaultKvCacheBytes;
+    lims.numBlocks = int32_t(std::min<uint64_t>(
+        bytes / std::max<uint64_t>(perBlock, 1), INT32_MAX / lims.blockSize));
+  } else {
+    KvCacheBudget budget;
+    budget.utilization = options.gpuMemoryUtilization;
+    if (!device->memoryInfo(budget.freeBytes, budget.totalBytes, error))
+      return false;
+    budget.bytesPerBlock = perBlock;
+    budget.blockSize = lims.blockSize;
+    // cuMemAlloc rounds each of the cache's buffers (keys and values per
+    // layer) up to its 2 MiB granularity.
+    budget.reserveBytes = 2ull * kv.num_layers() * (2ull << 20);
+    budget.minBlocks = maxBlocksPerSeq;
+    budget.maxSequenceTokens = lims.maxContextLength;
+    if (!(lims.numBlocks = kvBlocksForMemory(budget, error)))
+      return false;
+  }
+  if (lims.numBlocks < 1)
+    return error = "the KV cache holds no block", false;
+  for (uint32_t part = 0; part < 2 * kv.num_layers(); ++part) {
+    kvCache.emplace_back();
+    if (!kvCache.back().create(kvBlockBytes * lims.numBlocks, error))
+      return error = "the KV cache (" + std::to_string(lims.numBlocks) +
+                     " blocks): " + error,
+             false;
+  }
+  return true;
 }
 
 bool CudaExecutor::run(const StepBatch &batch, std::string &error) {
@@ -551,6 +636,9 @@ bool CudaExecutor::enqueue(CUstream cudaStream, std::string &error) {
       problem.a = a.address;
       problem.b = b.address;
       problem.c = c.address;
+      // A bias goes to cuBLASLt's epilogue (such gemms have no GEMV variants).
+      if (command.operands.size() == 4)
+        problem.bias = command.operands[3].address;
       if (!problem.m)
         continue;
       size_t variant = 0;

@@ -4,6 +4,9 @@
 
 #include "runtime/artifact/Artifact.h"
 
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
 #include <limits>
 #include <string>
 #include <vector>
@@ -19,14 +22,20 @@ std::unique_ptr<ModelExecutor> createCudaExecutor(const Artifact &,
 }
 #endif
 
-std::unique_ptr<ModelExecutor> createExecutor(const Artifact &artifact,
-                                              const ExecutorOptions &options,
-                                              std::string &error) {
+bool isGpuArtifact(const Artifact &artifact) {
   for (size_t i = 0; i < artifact.numKernels(); ++i) {
     fb::KernelFormat format = artifact.kernel(i).format();
     if (format == fb::KernelFormat::PTX || format == fb::KernelFormat::Cubin)
-      return createCudaExecutor(artifact, options, error);
+      return true;
   }
+  return false;
+}
+
+std::unique_ptr<ModelExecutor> createExecutor(const Artifact &artifact,
+                                              const ExecutorOptions &options,
+                                              std::string &error) {
+  if (isGpuArtifact(artifact))
+    return createCudaExecutor(artifact, options, error);
   return createCpuExecutor(artifact, options, error);
 }
 
@@ -49,6 +58,87 @@ bool ModelExecutor::stepGreedy(const StepBatch &batch, int32_t *tokens,
     tokens[row] = best;
   }
   return true;
+}
+
+std::string checkGpuMemoryUtilization(double fraction) {
+  if (fraction > 0 && fraction <= 1) // false for NaN too
+    return "";
+  char text[96];
+  std::snprintf(text, sizeof(text),
+                "must be greater than 0 and at most 1, got %g", fraction);
+  return text;
+}
+
+namespace {
+/// "512 bytes", "48.0 KiB", "6.0 MiB", "71.23 GiB".
+std::string formatBytes(uint64_t bytes) {
+  char text[32];
+  if (bytes >= (1ull << 30))
+    std::snprintf(text, sizeof(text), "%.2f GiB", bytes / double(1ull << 30));
+  else if (bytes >= (1ull << 20))
+    std::snprintf(text, sizeof(text), "%.1f MiB", bytes / double(1ull << 20));
+  else if (bytes >= 1024)
+    std::snprintf(text, sizeof(text), "%.1f KiB", bytes / 1024.0);
+  else
+    std::snprintf(text, sizeof(text), "%llu bytes", (unsigned long long)bytes);
+  return text;
+}
+} // namespace
+
+int32_t kvBlocksForMemory(const KvCacheBudget &b, std::string &error) {
+  std::string problem = checkGpuMemoryUtilization(b.utilization);
+  if (!problem.empty()) {
+    error = "GPU memory utilization " + problem;
+    return 0;
+  }
+  if (b.bytesPerBlock == 0 || b.blockSize < 1 || b.freeBytes > b.totalBytes) {
+    error = "KV cache sizing: inconsistent sizes (" +
+            std::to_string(b.bytesPerBlock) + " bytes per block of " +
+            std::to_string(b.blockSize) + " tokens, " +
+            std::to_string(b.freeBytes) + " of " +
+            std::to_string(b.totalBytes) + " bytes free)";
+    return 0;
+  }
+  uint64_t allowed = uint64_t(b.utilization * double(b.totalBytes));
+  uint64_t used = b.totalBytes - b.freeBytes;
+  uint64_t available =
+      allowed > used + b.reserveBytes ? allowed - used - b.reserveBytes : 0;
+  uint64_t blocks = std::min<uint64_t>(available / b.bytesPerBlock,
+                                       INT32_MAX / b.blockSize);
+  int64_t minBlocks = std::max<int64_t>(b.minBlocks, 1);
+  if (int64_t(blocks) >= minBlocks)
+    return int32_t(blocks);
+
+  // Say what is missing, and the utilization that would leave enough.
+  uint64_t needed = uint64_t(minBlocks) * b.bytesPerBlock;
+  uint64_t missing = needed - blocks * b.bytesPerBlock;
+  char fraction[64];
+  std::snprintf(fraction, sizeof(fraction), "%g", b.utilization);
+  error = "the KV cache does not fit: GPU memory utilization " +
+          std::string(fraction) + " allows " + formatBytes(allowed) +
+          " of the GPU's " + formatBytes(b.totalBytes) + ", " +
+          formatBytes(used) +
+          " are in use after loading the model (weights, activations, "
+          "workspaces; other processes count too), which leaves room for " +
+          std::to_string(blocks) + " KV blocks; one sequence of " +
+          std::to_string(b.maxSequenceTokens) + " tokens needs " +
+          std::to_string(minBlocks) + (minBlocks == 1 ? " block" : " blocks") +
+          " of " +
+          std::to_string(b.blockSize) + " tokens (" + formatBytes(needed) +
+          ", " + formatBytes(b.bytesPerBlock) + " each): " +
+          formatBytes(missing) + " missing";
+  double wanted = double(used + b.reserveBytes + needed) /
+                  double(std::max<uint64_t>(b.totalBytes, 1));
+  double rounded = std::ceil(wanted * 100) / 100;
+  if (rounded <= 1) {
+    std::snprintf(fraction, sizeof(fraction), "%.2f", rounded);
+    error += "; --gpu-memory-utilization " + std::string(fraction) +
+             " would leave enough";
+  } else {
+    error += "; even the whole GPU is not enough (free memory, or a GPU "
+             "with more)";
+  }
+  return 0;
 }
 
 std::string validateBlockCopies(const std::vector<BlockCopy> &copies,

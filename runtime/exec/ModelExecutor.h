@@ -62,11 +62,25 @@ struct StepBatch {
   std::vector<int32_t> logitRows;
 };
 
+/// The KV cache's size when nothing else decides it (ExecutorOptions).
+inline constexpr uint64_t kDefaultKvCacheBytes = 256ull << 20;
+
 struct ExecutorOptions {
-  /// KV cache size in blocks; 0 picks it from kvCacheBytes.
+  /// KV cache size in blocks; 0 picks it from kvCacheBytes, or else (GPU
+  /// executors) from gpuMemoryUtilization.
   int32_t numBlocks = 0;
-  /// Memory for the KV cache when numBlocks is 0.
-  uint64_t kvCacheBytes = 256ull << 20;
+  /// Memory for the KV cache when numBlocks is 0; 0: not given (the CPU
+  /// executor then takes kDefaultKvCacheBytes).
+  uint64_t kvCacheBytes = 0;
+  /// GPU executors, when neither numBlocks nor kvCacheBytes is given: the
+  /// share of the device's total memory this executor may fill, as vLLM's
+  /// --gpu-memory-utilization. The KV cache gets that share minus what the
+  /// device has in use after loading the weights, the plan's buffers and
+  /// the workspaces (other processes' memory counts as in use), in whole
+  /// blocks (kvBlocksForMemory); loading fails when that is less than one
+  /// sequence of the model's maximum length. 0 turns it off
+  /// (kDefaultKvCacheBytes). The CPU executor ignores it.
+  double gpuMemoryUtilization = 0.9;
   /// Host threads for the CPU executor (0: all cores).
   int32_t numThreads = 0;
   /// GPU executors replay CUDA graphs for decode steps.
@@ -75,6 +89,38 @@ struct ExecutorOptions {
   /// artifacts): uniform in [-0.05, 0.05], norm weights near 1.
   uint64_t randomSeed = 0;
 };
+
+/// "" when `fraction` is a valid --gpu-memory-utilization (0 < F <= 1),
+/// else the problem in one line ("must be greater than 0 and at most 1,
+/// got 1.5").
+std::string checkGpuMemoryUtilization(double fraction);
+
+/// What sizes a KV cache from a GPU's memory (ExecutorOptions::
+/// gpuMemoryUtilization). Plain numbers, so that the arithmetic is tested
+/// without a GPU.
+struct KvCacheBudget {
+  /// The share of totalBytes the executor may fill, in (0, 1].
+  double utilization = 0.9;
+  /// The device's memory (cuMemGetInfo) after everything but the KV cache
+  /// is loaded.
+  uint64_t totalBytes = 0, freeBytes = 0;
+  /// One block: keys and values of blockSize tokens in every layer.
+  uint64_t bytesPerBlock = 0;
+  int32_t blockSize = 0;
+  /// Kept back besides (the rounding of the cache's allocations).
+  uint64_t reserveBytes = 0;
+  /// Blocks of one sequence of the model's maximum length: fewer is an
+  /// error.
+  int64_t minBlocks = 1;
+  /// For messages: the model's maximum length in tokens.
+  int64_t maxSequenceTokens = 0;
+};
+
+/// The KV cache's blocks: floor((utilization x total - (total - free) -
+/// reserve) / bytesPerBlock), at most INT32_MAX / blockSize (slot numbers
+/// are int32). 0 and a one-line error saying what is missing (bytes, and
+/// the utilization that would do) when that is fewer than minBlocks.
+int32_t kvBlocksForMemory(const KvCacheBudget &budget, std::string &error);
 
 /// What the device can do at best, measured on it (for rooflines).
 struct DeviceCeilings {
@@ -143,6 +189,10 @@ std::unique_ptr<ModelExecutor> createCpuExecutor(const Artifact &artifact,
 std::unique_ptr<ModelExecutor> createCudaExecutor(const Artifact &artifact,
                                                   const ExecutorOptions &options,
                                                   std::string &error);
+
+/// Whether the artifact carries GPU kernels (PTX or cubin), i.e. whether
+/// createExecutor makes a CUDA executor for it.
+bool isGpuArtifact(const Artifact &artifact);
 
 /// The executor for whatever the artifact was compiled for.
 std::unique_ptr<ModelExecutor> createExecutor(const Artifact &artifact,

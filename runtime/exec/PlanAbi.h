@@ -9,7 +9,13 @@
 // layer, offset 0 = keys, 1 = values) argument, and each size or stride (in
 // elements) is an Int or a RuntimeScalar. A KernelCall passes one memref
 // descriptor per operand to the kernel's C interface, in order. A Gemm is
-// C[M, N] = A[M, K] * B[N, K]^T with operands A, B, C.
+// C[M, N] = A[M, K] * B[N, K]^T with operands A, B, C, optionally followed
+// by a fourth, bias[N] (rank 1, unit stride, the type of C), added to every
+// row: C = A * B^T + bias. GPU plans put a linear's bias there (cuBLASLt's
+// bias epilogue) and such a Gemm has no GEMV variants; CPU plans add biases
+// with a kernel and never write one. The fourth operand needs no schema
+// bump: a runtime that predates it refuses the command ("a gemm takes three
+// 2-D operands"), and plans without it read as before.
 //
 // GPU plans (PTX/cubin kernels) add launches: a KernelCall starts with
 //   [Int gridXPerRow][Int gridXFixed][Int gridY][Int blockX][Int sharedBytes]

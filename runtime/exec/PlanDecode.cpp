@@ -129,17 +129,35 @@ bool decodePlan(const fb::Plan &plan, bool withLaunch,
       }
       decoded.operands.push_back(std::move(operand));
     }
-    auto matrix = [](const Operand &operand) {
-      return operand.sizes.size() == 2 && !operand.strides[1].isScalar &&
-             operand.strides[1].value == 1;
+    auto unitStride = [](const Extent &stride) {
+      return !stride.isScalar && stride.value == 1;
     };
-    if (decoded.kind == fb::CommandKind::Gemm &&
-        (decoded.operands.size() != 3 ||
-         !std::all_of(decoded.operands.begin(), decoded.operands.end(),
-                      matrix))) {
-      error = where + ": a gemm takes three 2-D operands with unit column "
-                      "stride";
-      return false;
+    auto matrix = [&](const Operand &operand) {
+      return operand.sizes.size() == 2 && unitStride(operand.strides[1]);
+    };
+    if (decoded.kind == fb::CommandKind::Gemm) {
+      std::vector<Operand> &ops = decoded.operands;
+      if (ops.size() < 3 || ops.size() > 4 ||
+          !std::all_of(ops.begin(), ops.begin() + 3, matrix)) {
+        error = where + ": a gemm takes three 2-D operands with unit column "
+                        "stride (and an optional bias)";
+        return false;
+      }
+      // The bias: [N] with unit stride, N the weight's rows (PlanAbi.h).
+      if (ops.size() == 4) {
+        const Operand &bias = ops[3], &b = ops[1];
+        if (bias.sizes.size() != 1 || !unitStride(bias.strides[0]) ||
+            bias.sizes[0].isScalar != b.sizes[0].isScalar ||
+            bias.sizes[0].value != b.sizes[0].value) {
+          error = where + ": a gemm's bias must be 1-D with unit stride and "
+                          "as long as the weight has rows";
+          return false;
+        }
+        if (!decoded.gemvVariants.empty()) {
+          error = where + ": a gemm with a bias has no GEMV variants";
+          return false;
+        }
+      }
     }
     commands.push_back(std::move(decoded));
   }

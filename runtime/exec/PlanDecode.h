@@ -58,6 +58,7 @@ struct DecodedCommand {
   std::string name;
   uint32_t entry = 0;
   Launch launch; // GPU kernel calls only
+  /// A gemm's are A, B, C and an optional bias (PlanAbi.h).
   std::vector<Operand> operands;
   std::vector<Extent> scalars; // GPU kernel calls only, after the operands
   std::vector<GemvVariant> gemvVariants; // GPU gemms only, smallest first

@@ -44,6 +44,9 @@ struct BenchOptions {
   std::string format = "text";
   uint64_t seed = 0;
   int32_t threads = 0;
+  /// Given: a GPU's KV cache is sized from memory instead of for the runs.
+  double gpuMemoryUtilization = optrt::ExecutorOptions().gpuMemoryUtilization;
+  CLI::Option *gpuMemoryUtilizationOption = nullptr;
 };
 
 /// The model quantities the rooflines need.
@@ -232,6 +235,12 @@ int runBench(const BenchOptions &options) {
   optrt::ExecutorOptions executorOptions;
   executorOptions.numBlocks = int32_t(numBlocks);
   executorOptions.numThreads = options.threads;
+  // As serving would size it; runs that do not fit are skipped.
+  if (options.gpuMemoryUtilizationOption->count() &&
+      optrt::isGpuArtifact(*artifact)) {
+    executorOptions.numBlocks = 0;
+    executorOptions.gpuMemoryUtilization = options.gpuMemoryUtilization;
+  }
   executorOptions.randomSeed = options.seed;
   std::unique_ptr<optrt::ModelExecutor> executor =
       optrt::createExecutor(*artifact, executorOptions, error);
@@ -447,7 +456,14 @@ void addBenchCommand(CLI::App &app, int &exitCode) {
                     "Seed of the random tokens and random weights");
   bench->add_option("--threads", options->threads,
                     "Host threads for the CPU executor (0: all cores)");
-  bench->callback([options, &exitCode] { exitCode = runBench(*options); });
+  options->gpuMemoryUtilizationOption =
+      addGpuMemoryUtilizationOption(bench, options->gpuMemoryUtilization);
+  bench->callback([options, &exitCode] {
+    exitCode =
+        reportInvalidGpuMemoryUtilization(options->gpuMemoryUtilization);
+    if (exitCode == 0)
+      exitCode = runBench(*options);
+  });
 }
 
 } // namespace optrun

@@ -19,6 +19,7 @@
 
 namespace CLI {
 class App;
+class Option;
 } // namespace CLI
 
 namespace optrun {
@@ -44,11 +45,18 @@ struct LoadedModel {
   std::unique_ptr<optrt::ModelExecutor> executor;
 };
 
-/// Opens the artifact at `path` with its tokenizer and an executor with
-/// `numThreads` host threads (0: all cores). On failure sets `error` to one
-/// line without the path.
-bool loadModel(const std::string &path, int32_t numThreads,
+/// Opens the artifact at `path` with its tokenizer and an executor made
+/// with `options`. On failure sets `error` to one line without the path.
+bool loadModel(const std::string &path, const optrt::ExecutorOptions &options,
                LoadedModel &model, std::string &error);
+
+/// Adds --gpu-memory-utilization F to a subcommand that runs an artifact
+/// (ExecutorOptions::gpuMemoryUtilization, default 0.9; the CPU executor
+/// ignores it).
+CLI::Option *addGpuMemoryUtilizationOption(CLI::App *cmd, double &fraction);
+/// When `fraction` is not in (0, 1], prints "optrun: error:
+/// --gpu-memory-utilization: ..." and returns 1; else returns 0.
+int reportInvalidGpuMemoryUtilization(double fraction);
 
 /// Prints "optrun: error: <subject>: <problem>" to stderr; returns 1, the
 /// exit code for every failure after arguments were parsed.

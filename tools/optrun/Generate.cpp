@@ -39,6 +39,7 @@ struct GenerateOptions {
   std::vector<std::string> stops;
   std::string format = "text";
   int32_t threads = 0;
+  double gpuMemoryUtilization = optrt::ExecutorOptions().gpuMemoryUtilization;
   // Set when given, to tell a flag from the artifact's default.
   CLI::Option *promptOption = nullptr;
   CLI::Option *maxTokensOption = nullptr;
@@ -128,7 +129,10 @@ int runGenerate(const GenerateOptions &options) {
   }
 
   LoadedModel model;
-  if (!loadModel(options.path, options.threads, model, error))
+  optrt::ExecutorOptions executorOptions;
+  executorOptions.numThreads = options.threads;
+  executorOptions.gpuMemoryUtilization = options.gpuMemoryUtilization;
+  if (!loadModel(options.path, executorOptions, model, error))
     return reportError(options.path, error);
 
   optrt::EngineOptions engineOptions;
@@ -241,10 +245,14 @@ void addGenerateCommand(CLI::App &app, int &exitCode) {
   cmd->add_option("--format", options->format, "Output format")
       ->check(CLI::IsMember({"text", "jsonl"}));
   cmd->add_option("--threads", options->threads, "Host threads (0: all cores)");
+  addGpuMemoryUtilizationOption(cmd, options->gpuMemoryUtilization);
   cmd->callback([options, file, &exitCode] {
     if (!options->promptOption->count() && !file->count())
       throw CLI::RequiredError("--prompt or --prompt-file");
-    exitCode = runGenerate(*options);
+    exitCode =
+        reportInvalidGpuMemoryUtilization(options->gpuMemoryUtilization);
+    if (exitCode == 0)
+      exitCode = runGenerate(*options);
   });
 }
 

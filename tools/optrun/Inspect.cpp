@@ -28,6 +28,7 @@ struct InspectOptions {
   std::string path;
   std::string extractDir;
   bool skipWeightChecksum = false;
+  bool commands = false;
 };
 
 /// "1234 bytes" below 1 KiB, else "1234567 bytes (1.2 MiB)".
@@ -148,6 +149,84 @@ void printPlan(const Artifact &a) {
     std::printf("    %s: %zu\n", kind.c_str(), count);
   std::printf("  runtime_scalars: %s\n",
               joinStrings(p.runtime_scalars()).c_str());
+}
+
+/// One line per command: index, kind, name (and entry point), then its
+/// arguments (PlanAbi.h): arrays as "KIND INDEX ['weight name'] [sizes]
+/// [strides]", integers as numbers, runtime scalars by name.
+void printCommands(const Artifact &a) {
+  const optrt::fb::Plan &p = a.plan();
+  if (!p.commands())
+    return;
+  auto scalarName = [&](int64_t index) -> std::string {
+    if (p.runtime_scalars() && index >= 0 &&
+        index < int64_t(p.runtime_scalars()->size()))
+      return p.runtime_scalars()->Get(index)->str();
+    return "scalar" + std::to_string(index);
+  };
+  auto value = [&](const optrt::fb::Arg &arg) -> std::string {
+    switch (arg.kind()) {
+    case optrt::fb::ArgKind::Int:
+      return std::to_string(arg.index());
+    case optrt::fb::ArgKind::RuntimeScalar:
+      return scalarName(arg.index());
+    case optrt::fb::ArgKind::Float:
+      return num(arg.value());
+    default:
+      return "?";
+    }
+  };
+  std::printf("commands:\n");
+  for (size_t c = 0; c < p.commands()->size(); ++c) {
+    const optrt::fb::Command &command = *p.commands()->Get(c);
+    std::string line = "  " + std::to_string(c) + " " +
+                       commandKindName(command.kind()) + " " +
+                       str(command.name());
+    if (command.kernel() < a.numKernels()) {
+      const auto *entries = a.kernel(command.kernel()).entry_points();
+      if (entries && command.entry() < entries->size() &&
+          entries->Get(command.entry())->str() != str(command.name()))
+        line += " (" + entries->Get(command.entry())->str() + ")";
+    }
+    const auto *args = command.args();
+    std::string items;
+    for (size_t i = 0; args && i < args->size();) {
+      const optrt::fb::Arg &arg = *args->Get(i++);
+      std::string item;
+      switch (arg.kind()) {
+      case optrt::fb::ArgKind::Buffer:
+      case optrt::fb::ArgKind::Weight:
+      case optrt::fb::ArgKind::KVCache: {
+        item = std::string(arg.kind() == optrt::fb::ArgKind::Buffer ? "buffer"
+                           : arg.kind() == optrt::fb::ArgKind::Weight
+                               ? "weight"
+                               : "kv_cache") +
+               " " + std::to_string(arg.index());
+        if (arg.kind() == optrt::fb::ArgKind::Weight && arg.index() >= 0 &&
+            size_t(arg.index()) < a.numWeights())
+          item += " '" + str(a.weight(arg.index()).name()) + "'";
+        if (arg.offset())
+          item += " +" + std::to_string(arg.offset());
+        // [rank] [sizes] [strides]
+        if (i < args->size() &&
+            args->Get(i)->kind() == optrt::fb::ArgKind::Int) {
+          int64_t rank = args->Get(i++)->index();
+          for (int part = 0; part < 2; ++part) {
+            std::string dims;
+            for (int64_t d = 0; d < rank && i < args->size(); ++d)
+              dims += (d ? ", " : "") + value(*args->Get(i++));
+            item += " [" + dims + "]";
+          }
+        }
+        break;
+      }
+      default:
+        item = value(arg);
+      }
+      items += (items.empty() ? "" : ", ") + item;
+    }
+    std::printf("%s: %s\n", line.c_str(), items.c_str());
+  }
 }
 
 void printKernels(const Artifact &a) {
@@ -271,6 +350,8 @@ int runInspect(const InspectOptions &options) {
   printModel(*a);
   printKVCache(*a);
   printPlan(*a);
+  if (options.commands)
+    printCommands(*a);
   printKernels(*a);
   printWeights(*a);
   printRest(*a);
@@ -292,6 +373,8 @@ void addInspectCommand(CLI::App &app, int &exitCode) {
       ->type_name("DIR");
   cmd->add_flag("--skip-weight-checksum", options->skipWeightChecksum,
                 "Do not hash the weight blob (faster on huge files)");
+  cmd->add_flag("--commands", options->commands,
+                "List every command of the plan with its arguments");
   cmd->callback([options, &exitCode] { exitCode = runInspect(*options); });
 }
 

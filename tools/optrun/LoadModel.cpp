@@ -2,14 +2,15 @@
 
 #include "Commands.h"
 
+#include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
 #include <sstream>
 
 namespace optrun {
 
-bool loadModel(const std::string &path, int32_t numThreads, LoadedModel &model,
-               std::string &error) {
+bool loadModel(const std::string &path, const optrt::ExecutorOptions &options,
+               LoadedModel &model, std::string &error) {
   model.artifact = optrt::artifact::Artifact::open(path, error);
   if (!model.artifact)
     return false;
@@ -30,10 +31,22 @@ bool loadModel(const std::string &path, int32_t numThreads, LoadedModel &model,
     error = "its tokenizer does not load: " + tokenizerError;
     return false;
   }
-  optrt::ExecutorOptions options;
-  options.numThreads = numThreads;
   model.executor = optrt::createExecutor(*model.artifact, options, error);
   return model.executor != nullptr;
+}
+
+CLI::Option *addGpuMemoryUtilizationOption(CLI::App *cmd, double &fraction) {
+  return cmd
+      ->add_option("--gpu-memory-utilization", fraction,
+                   "Share of the GPU's memory to fill, the KV cache taking "
+                   "what the model leaves (0 < F <= 1; ignored on the CPU)")
+      ->type_name("F");
+}
+
+int reportInvalidGpuMemoryUtilization(double fraction) {
+  std::string problem = optrt::checkGpuMemoryUtilization(fraction);
+  return problem.empty() ? 0
+                         : reportError("--gpu-memory-utilization", problem);
 }
 
 bool readJsonLinesField(const std::string &text, const char *field,

@@ -27,6 +27,7 @@ struct PerplexityCommandOptions {
   std::string textFile;
   int32_t window = 512;
   int32_t threads = 0;
+  double gpuMemoryUtilization = optrt::ExecutorOptions().gpuMemoryUtilization;
 };
 
 /// JSON lines with a "text" field when the file starts with '{', else the
@@ -61,7 +62,10 @@ int runPerplexity(const PerplexityCommandOptions &options) {
     return reportError(options.textFile, error);
 
   LoadedModel model;
-  if (!loadModel(options.path, options.threads, model, error))
+  optrt::ExecutorOptions executorOptions;
+  executorOptions.numThreads = options.threads;
+  executorOptions.gpuMemoryUtilization = options.gpuMemoryUtilization;
+  if (!loadModel(options.path, executorOptions, model, error))
     return reportError(options.path, error);
   const optrt::fb::ModelInfo &info = model.artifact->model();
   std::optional<int32_t> bos = model.tokenizer->bosId();
@@ -116,7 +120,13 @@ void addPerplexityCommand(CLI::App &app, int &exitCode) {
       ->required();
   cmd->add_option("--window", options->window, "Tokens per window");
   cmd->add_option("--threads", options->threads, "Host threads (0: all cores)");
-  cmd->callback([options, &exitCode] { exitCode = runPerplexity(*options); });
+  addGpuMemoryUtilizationOption(cmd, options->gpuMemoryUtilization);
+  cmd->callback([options, &exitCode] {
+    exitCode =
+        reportInvalidGpuMemoryUtilization(options->gpuMemoryUtilization);
+    if (exitCode == 0)
+      exitCode = runPerplexity(*options);
+  });
 }
 
 } // namespace optrun

@@ -531,10 +531,23 @@ LogicalResult Planner::planLinear(tfm::LinearOp op) {
   appendArray(gemm, a);
   appendArray(gemm, weight);
   appendArray(gemm, out);
+  // On GPUs the bias is the gemm's fourth operand, added by cuBLASLt's
+  // epilogue (PlanAbi.h), for every row count: the GEMV kernels have no
+  // bias, and a separate add after them would need a second launch encoded
+  // in the command. Biased projections (Qwen2's q/k/v, a small share of a
+  // decode step's bytes) therefore skip the GEMV variants. The host adds it
+  // with a kernel after the product.
+  PlanArray bias;
+  if (op.getBias())
+    bias = arrays.lookup(op.getBias());
+  bool biasInGemm = onGpu() && op.getBias() && bias.shape.size() == 1 &&
+                    bias.strides[0] == 1;
+  if (biasInGemm)
+    appendArray(gemm, bias);
   // On GPUs a few tokens (decode) read the weight faster through generated
   // GEMV kernels than through cuBLASLt: variants for up to 1, 2 and 4 rows
   // (PlanAbi.h), the executor launches the smallest that covers the step.
-  if (onGpu() && a.dense() && out.dense() && weight.dense()) {
+  if (onGpu() && !biasInGemm && a.dense() && out.dense() && weight.dense()) {
     int64_t k = input.shape[1];
     for (int64_t maxTokens : {1, 2, 4}) {
       gpukernels::GemvParams params;
@@ -556,11 +569,11 @@ LogicalResult Planner::planLinear(tfm::LinearOp op) {
     }
   }
   hostPlan.spec.plan.commands.push_back(std::move(gemm));
-  if (op.getBias() &&
+  if (op.getBias() && !biasInGemm &&
       failed(call(
           op, [&] { return hostkernels::buildAddBias(*kernels, outFeatures); },
           [&] { return gpukernels::buildAddBias(*kernels, outFeatures); },
-          {out, arrays.lookup(op.getBias())},
+          {out, bias},
           makesLogits ? pa::NumLogitRows : pa::NumTokens)))
     return failure();
   // The gathered rows are read by this product only.

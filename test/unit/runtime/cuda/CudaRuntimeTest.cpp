@@ -365,62 +365,84 @@ protected:
               nullptr);
   }
 
-  /// Runs C = A * B^T (+ bias) on the GPU and returns its rel. L2 error
-  /// against a CPU reference on the same (rounded) inputs.
-  double check(int64_t m, int64_t n, int64_t k, GemmType in, GemmType out,
-               bool withBias, int64_t lda = 0) {
+  /// Random operands of C = A * B^T (+ bias) on the device and the f64 CPU
+  /// reference on the same (rounded) inputs.
+  struct Case {
+    DeviceBuffer a, b, c, bias;
+    GemmProblem problem;
+    std::vector<double> want;
+  };
+  Case makeCase(int64_t m, int64_t n, int64_t k, GemmType in, GemmType out,
+                bool withBias, int64_t lda = 0) {
+    Case t;
     std::mt19937 rng(uint32_t(m * 131 + n * 7 + k));
     int64_t rowA = lda ? lda : k;
     std::vector<uint16_t> aBits, bBits, biasBits;
     std::vector<float> a, b, bias;
     randomMatrix(rng, m * rowA, in, aBits, a);
     randomMatrix(rng, n * k, in, bBits, b);
-    std::vector<float> biasF32;
-    if (withBias) {
+    if (withBias)
       randomMatrix(rng, n, out == GemmType::F32 ? GemmType::BF16 : out,
                    biasBits, bias);
-      biasF32 = bias;
-    }
-    std::vector<double> want(m * n);
+    t.want.resize(m * n);
     for (int64_t i = 0; i < m; ++i)
       for (int64_t j = 0; j < n; ++j) {
         double acc = withBias ? bias[j] : 0.0;
         const float *ar = &a[i * rowA], *br = &b[j * k];
         for (int64_t p = 0; p < k; ++p)
           acc += double(ar[p]) * double(br[p]);
-        want[i * n + j] = acc;
+        t.want[i * n + j] = acc;
       }
 
-    DeviceBuffer da = upload(aBits), db = upload(bBits), dc, dbias;
+    t.a = upload(aBits);
+    t.b = upload(bBits);
     std::string error;
     int64_t outBytes = out == GemmType::F32 ? 4 : 2;
-    EXPECT_TRUE(dc.create(m * n * outBytes, error)) << error;
+    EXPECT_TRUE(t.c.create(m * n * outBytes, error)) << error;
+    // The bias has the output type.
     if (withBias)
-      dbias = out == GemmType::F32 ? upload(biasF32) : upload(biasBits);
-    GemmProblem p;
+      t.bias = out == GemmType::F32 ? upload(bias) : upload(biasBits);
+    GemmProblem &p = t.problem;
     p.m = m;
     p.n = n;
     p.k = k;
     p.inputType = in;
     p.outputType = out;
     p.lda = lda;
-    p.a = da.ptr();
-    p.b = db.ptr();
-    p.c = dc.ptr();
-    p.bias = withBias ? dbias.ptr() : 0;
+    p.a = t.a.ptr();
+    p.b = t.b.ptr();
+    p.c = t.c.ptr();
+    p.bias = withBias ? t.bias.ptr() : 0;
+    return t;
+  }
+
+  /// Runs the case on the GPU and returns its rel. L2 error.
+  double runCase(Case &t) {
+    const GemmProblem &p = t.problem;
+    std::string error;
     if (!gemm->run(p, error)) {
       ADD_FAILURE() << error;
       return 1.0;
     }
-    std::vector<float> got(m * n);
-    if (out == GemmType::F32) {
-      got = download<float>(dc.ptr(), m * n);
+    int64_t count = p.m * p.n;
+    std::vector<float> got(count);
+    if (p.outputType == GemmType::F32) {
+      got = download<float>(p.c, count);
     } else {
-      std::vector<uint16_t> raw = download<uint16_t>(dc.ptr(), m * n);
-      for (int64_t i = 0; i < m * n; ++i)
-        got[i] = out == GemmType::BF16 ? fromBf16(raw[i]) : fromF16(raw[i]);
+      std::vector<uint16_t> raw = download<uint16_t>(p.c, count);
+      for (int64_t i = 0; i < count; ++i)
+        got[i] = p.outputType == GemmType::BF16 ? fromBf16(raw[i])
+                                                : fromF16(raw[i]);
     }
-    return relativeL2(got, want);
+    return relativeL2(got, t.want);
+  }
+
+  /// Runs C = A * B^T (+ bias) on the GPU and returns its rel. L2 error
+  /// against a CPU reference on the same (rounded) inputs.
+  double check(int64_t m, int64_t n, int64_t k, GemmType in, GemmType out,
+               bool withBias, int64_t lda = 0) {
+    Case t = makeCase(m, n, k, in, out, withBias, lda);
+    return runCase(t);
   }
 
   std::unique_ptr<CublasLtGemm> gemm;
@@ -481,6 +503,139 @@ TEST_F(CudaCublasLtTest, StridedRowsAndAlgorithmCachePerBucket) {
   EXPECT_EQ(CublasLtGemm::mBucket(7), 8);
   EXPECT_EQ(CublasLtGemm::mBucket(512), 512);
   EXPECT_EQ(CublasLtGemm::mBucket(513), 1024);
+}
+
+// prepare() times the heuristic's candidates on the given operands and
+// keeps the fastest; runs in the bucket then use it and stay correct, for
+// bf16 and f16 inputs, with and without the bias epilogue.
+TEST_F(CudaCublasLtTest, PrepareTimesCandidatesAndKeepsTheFastest) {
+  struct Shape {
+    int64_t m, n, k;
+    GemmType in, out;
+    bool bias;
+    double tolerance;
+  } shapes[] = {
+      {64, 2048, 1024, GemmType::BF16, GemmType::BF16, false, 1e-2},
+      {512, 1152, 896, GemmType::BF16, GemmType::BF16, true, 1e-2},
+      {128, 1024, 512, GemmType::F16, GemmType::F16, false, 1e-2},
+      {256, 768, 256, GemmType::F16, GemmType::F16, true, 1e-2},
+      {32, 1024, 512, GemmType::BF16, GemmType::F32, true, 1e-4},
+      {16, 512, 256, GemmType::F16, GemmType::F32, false, 1e-4},
+  };
+  for (const Shape &s : shapes) {
+    SCOPED_TRACE(testing::Message()
+                 << "M=" << s.m << " N=" << s.n << " K=" << s.k << " "
+                 << gemmTypeName(s.in) << "->" << gemmTypeName(s.out)
+                 << (s.bias ? " +bias" : ""));
+    Case t = makeCase(s.m, s.n, s.k, s.in, s.out, s.bias);
+    size_t timedBefore = gemm->numTimedChoices();
+    ASSERT_OK(gemm->prepare(t.problem, error));
+    CublasLtGemm::Choice choice;
+    ASSERT_TRUE(gemm->choiceFor(t.problem, choice));
+    EXPECT_GE(choice.candidates, 1);
+    EXPECT_LE(choice.candidates, gemm->tuning().maxCandidates);
+    EXPECT_GE(choice.chosen, 0);
+    EXPECT_LT(choice.chosen, choice.candidates);
+    EXPECT_LT(choice.failed, choice.candidates);
+    if (choice.candidates > 1) {
+      EXPECT_TRUE(choice.timed);
+      EXPECT_EQ(gemm->numTimedChoices(), timedBefore + 1);
+      EXPECT_GT(choice.chosenMs, 0.0f);
+      if (choice.firstMs > 0)
+        EXPECT_LE(choice.chosenMs, choice.firstMs);
+    }
+    std::printf("%s: %d candidates, %d failed, chose #%d (%.4f ms) over the "
+                "heuristic's first (%.4f ms)\n",
+                testing::UnitTest::GetInstance()
+                    ->current_test_info()
+                    ->name(),
+                choice.candidates, choice.failed, choice.chosen,
+                choice.chosenMs, choice.firstMs);
+    // The run reuses the prepared plan, and prepare() again changes nothing.
+    size_t cached = gemm->numCachedAlgorithms();
+    EXPECT_LT(runCase(t), s.tolerance);
+    ASSERT_OK(gemm->prepare(t.problem, error));
+    EXPECT_EQ(gemm->numCachedAlgorithms(), cached);
+    // Other row counts of the bucket use it too.
+    t.problem.m = s.m / 2 + 1;
+    t.want.resize(t.problem.m * s.n);
+    EXPECT_LT(runCase(t), s.tolerance);
+    EXPECT_EQ(gemm->numCachedAlgorithms(), cached);
+  }
+  std::printf("%zu of %zu timed choices differ from the heuristic's first\n",
+              gemm->numChoicesOtherThanFirst(), gemm->numTimedChoices());
+}
+
+// Without pointers prepare() times on scratch (256-byte aligned, like the
+// arena's buffers); with tuning off it keeps the heuristic's first untimed.
+TEST_F(CudaCublasLtTest, PrepareOnScratchAndWithTuningOff) {
+  GemmProblem p;
+  p.m = 256;
+  p.n = 1024;
+  p.k = 512;
+  ASSERT_OK(gemm->prepare(p, error));
+  CublasLtGemm::Choice choice;
+  ASSERT_TRUE(gemm->choiceFor(p, choice));
+  EXPECT_EQ(choice.timed, choice.candidates > 1);
+  EXPECT_LT(check(256, 1024, 512, GemmType::BF16, GemmType::BF16, false),
+            1e-2);
+  EXPECT_EQ(gemm->numCachedAlgorithms(), 1u);
+
+  gemm->setTuning({/*maxCandidates=*/1, /*repetitions=*/0});
+  p.inputType = p.outputType = GemmType::F16;
+  size_t timed = gemm->numTimedChoices();
+  ASSERT_OK(gemm->prepare(p, error));
+  ASSERT_TRUE(gemm->choiceFor(p, choice));
+  EXPECT_FALSE(choice.timed);
+  EXPECT_EQ(choice.candidates, 1);
+  EXPECT_EQ(choice.chosen, 0);
+  EXPECT_EQ(gemm->numTimedChoices(), timed);
+  EXPECT_LT(check(256, 1024, 512, GemmType::F16, GemmType::F16, false), 1e-2);
+
+  // A bucket met first by run() gets the heuristic's first, untimed.
+  gemm->setTuning({});
+  EXPECT_LT(check(40, 1024, 512, GemmType::BF16, GemmType::BF16, false),
+            1e-2);
+  p.m = 40;
+  p.inputType = p.outputType = GemmType::BF16;
+  ASSERT_TRUE(gemm->choiceFor(p, choice));
+  EXPECT_FALSE(choice.timed);
+  EXPECT_EQ(choice.chosen, 0);
+}
+
+// Timing synchronizes the stream: refused inside a CUDA graph capture (a
+// step's recorder), with the reason; the stream stays usable.
+TEST_F(CudaCublasLtTest, PrepareIsRefusedDuringCapture) {
+  GemmProblem p;
+  p.m = 64;
+  p.n = 512;
+  p.k = 256;
+  CudaGraphCache cache;
+  std::string error;
+  EXPECT_FALSE(cache.run(
+      64, 0, stream.handle(),
+      [&](CUstream, std::string &error) { return gemm->prepare(p, error); },
+      error));
+  EXPECT_NE(error.find("being captured"), std::string::npos) << error;
+  EXPECT_EQ(gemm->numCachedAlgorithms(), 0u);
+  EXPECT_LT(check(64, 512, 256, GemmType::BF16, GemmType::BF16, false), 1e-2);
+}
+
+// The bias epilogue for every row count a step may have, decode sizes (1 to
+// 4 rows: GPU plans send biased gemms to cuBLASLt rather than to the GEMV
+// kernels) included, prepared as the executor does, against the CPU.
+TEST_F(CudaCublasLtTest, BiasEpilogueForEveryRowCount) {
+  for (GemmType type : {GemmType::BF16, GemmType::F16})
+    for (int64_t m : {1, 2, 3, 4, 5, 8, 17, 64, 300}) {
+      SCOPED_TRACE(testing::Message() << gemmTypeName(type) << " M=" << m);
+      // Qwen2-0.5B's fused q/k/v: N = (14 + 2 * 2) * 64, K = 896.
+      Case t = makeCase(m, 1152, 896, type, type, true);
+      ASSERT_OK(gemm->prepare(t.problem, error));
+      double err = runCase(t);
+      EXPECT_LT(err, 1e-2);
+      if (m == 1)
+        std::printf("%s bias M=1: rel L2 %.2e\n", gemmTypeName(type), err);
+    }
 }
 
 TEST_F(CudaCublasLtTest, RejectsBadProblems) {
