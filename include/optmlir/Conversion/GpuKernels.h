@@ -176,6 +176,48 @@ struct GemvParams {
 mlir::FailureOr<GpuKernel> buildGemv(mlir::ModuleOp module,
                                      const GemvParams &params);
 
+/// How flash_attention tiles its work (FlashAttention.cpp). The defaults are
+/// what buildFlashAttention uses; the other choices exist to be measured.
+struct FlashAttentionTiling {
+  /// Query rows per warp: 16 (one m16 tile) or 32 (two, which share every
+  /// K and V fragment read from shared memory: half the shared-memory
+  /// traffic per mma, twice the accumulator registers). A block is 4 warps.
+  int64_t warpRows = 16;
+  /// Keys per step of the main loop: 32 or 64.
+  int64_t keyTile = 64;
+  /// Q fragments stay in registers for the whole key loop (true), or are
+  /// read again from shared memory at every key tile (fewer registers).
+  bool qInRegisters = true;
+  /// Blocks per SM the register allocation must allow (nvvm.minctasm),
+  /// 0 for ptxas's own choice.
+  int64_t minBlocksPerSM = 0;
+};
+
+/// flash_attention(q: [T, Hq, D], key_cache: [?, B, Hkv, D],
+///                 value_cache: [?, B, Hkv, D], query_start: i32 [S + 1],
+///                 context_len: i32 [S], block_table: i32 [S, M],
+///                 out: [T, Hq, D] (dense), T, S, q_row_stride, M)
+///   paged_attention's parameters, ABI and semantics (HostKernels.h) for
+///   prefill: only the sequences with n_s >= minQueryRows query rows are
+///   computed, and rows of the other sequences are not written (the decode
+///   kernel does those). Tensor cores (mma.sync m16n8k16, bf16 -> f32), Q
+///   tiles of 4 * warpRows rows inside one sequence, keys gathered through
+///   the block table into shared memory with cp.async, online softmax in
+///   registers. D must be a multiple of 16, at most 256; scale > 0.
+///   Launch: rowsPerBlock = 4 * warpRows, gridXPerRow = 1 + ceil(rowsPerBlock
+///   / minQueryRows) (a bound on the tile count), gridY = Hq, blockX = 128,
+///   and dynamicSharedBytes of dynamic shared memory (above 48 KiB for the
+///   larger tilings: the launch must raise the kernel's limit, as
+///   optrt::cuda::launchKernel does). Blocks past the last tile return.
+mlir::FailureOr<GpuKernel>
+buildFlashAttention(mlir::ModuleOp module,
+                    const hostkernels::PagedAttentionParams &params,
+                    int64_t minQueryRows = 64);
+mlir::FailureOr<GpuKernel>
+buildFlashAttention(mlir::ModuleOp module,
+                    const hostkernels::PagedAttentionParams &params,
+                    int64_t minQueryRows, const FlashAttentionTiling &tiling);
+
 } // namespace gpukernels
 } // namespace optmlir
 
