@@ -54,6 +54,7 @@
 #include <algorithm>
 #include <cmath>
 #include <optional>
+#include <sstream>
 
 using namespace mlir;
 
@@ -885,10 +886,15 @@ buildFlashAttention(ModuleOp module,
   if (params.slidingWindow < 0)
     return module.emitError()
            << "gpu kernel: negative sliding window " << params.slidingWindow;
-  if (!(params.scale > 0.0) || !std::isfinite(params.scale))
+  if (!(params.scale > 0.0) || !std::isfinite(params.scale)) {
+    // The exponent is scaled before the row max is taken out: a negative
+    // scale would flip which score is the max.
+    std::ostringstream scale;
+    scale << params.scale;
     return module.emitError()
            << "gpu kernel: flash attention needs a positive finite scale, got "
-           << params.scale;
+           << scale.str();
+  }
   if (tiling.warpRows != 16 && tiling.warpRows != 32)
     return module.emitError()
            << "gpu kernel: flash attention warp rows must be 16 or 32, got "
