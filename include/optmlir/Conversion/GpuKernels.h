@@ -179,9 +179,12 @@ mlir::FailureOr<GpuKernel> buildGemv(mlir::ModuleOp module,
 /// How flash_attention tiles its work (FlashAttention.cpp). The defaults are
 /// what buildFlashAttention uses; the other choices exist to be measured.
 struct FlashAttentionTiling {
+  /// Warps per block, 4 or 8; the block's query tile is warps * warpRows
+  /// rows, and all its warps share each K and V tile.
+  int64_t warps = 4;
   /// Query rows per warp: 16 (one m16 tile) or 32 (two, which share every
   /// K and V fragment read from shared memory: half the shared-memory
-  /// traffic per mma, twice the accumulator registers). A block is 4 warps.
+  /// traffic per mma, twice the accumulator registers).
   int64_t warpRows = 16;
   /// Keys per step of the main loop: 32 or 64.
   int64_t keyTile = 64;
@@ -191,7 +194,16 @@ struct FlashAttentionTiling {
   /// Blocks per SM the register allocation must allow (nvvm.minctasm),
   /// 0 for ptxas's own choice.
   int64_t minBlocksPerSM = 0;
+  /// Hopper warpgroup MMA (wgmma.mma_async, sm_90a only: such a module does
+  /// not assemble for sm_80): each group of 4 warps multiplies its 64 rows
+  /// by K and V tiles read once from shared memory, instead of every warp
+  /// loading its own mma.sync fragments. Needs warpRows 16 and Q in
+  /// registers.
+  bool wgmma = false;
 };
+
+/// The tiling measured fastest on an H100 (sm_90a modules only).
+FlashAttentionTiling hopperFlashAttentionTiling();
 
 /// flash_attention(q: [T, Hq, D], key_cache: [?, B, Hkv, D],
 ///                 value_cache: [?, B, Hkv, D], query_start: i32 [S + 1],

@@ -50,6 +50,7 @@
 #include "mlir/IR/ImplicitLocOpBuilder.h"
 
 #include "llvm/Support/MathExtras.h"
+#include "llvm/Support/raw_ostream.h"
 
 #include <algorithm>
 #include <cmath>
@@ -63,8 +64,6 @@ namespace gpukernels {
 using namespace detail;
 namespace {
 
-constexpr int64_t kWarps = 4;
-constexpr int64_t kThreads = kWarps * kWarp;
 /// The dynamic shared memory of every kernel of the module (`extern
 /// __shared__`): one symbol, sized per launch.
 constexpr const char *kDynamicShared = "optmlir_dynamic_smem";
@@ -79,23 +78,56 @@ struct Shape {
   FlashAttentionTiling tiling;
 
   int64_t mTiles() const { return tiling.warpRows / 16; }
-  int64_t rows() const { return kWarps * tiling.warpRows; }
+  int64_t warps() const { return tiling.warps; }
+  int64_t threads() const { return warps() * kWarp; }
+  int64_t rows() const { return warps() * tiling.warpRows; }
   int64_t keys() const { return tiling.keyTile; }
-  /// A shared-memory row of K, V or Q: D bf16 plus 16 bytes of padding,
-  /// which puts the 8 rows an ldmatrix reads in 8 different 16-byte bank
-  /// groups for every D that is a multiple of 16.
+  bool wgmma() const { return tiling.wgmma; }
+  /// A shared-memory row of Q (and of K and V for mma.sync): D bf16 plus 16
+  /// bytes of padding, which puts the 8 rows an ldmatrix reads in 8
+  /// different 16-byte bank groups for every D that is a multiple of 16.
   int64_t rowBytes() const { return 2 * headDim + 16; }
+  /// K and V tiles for wgmma are in the canonical no-swizzle layout: 8x8
+  /// "core matrices" of 8 keys by 8 dims, 128 contiguous bytes each,
+  /// ordered [key group][dim chunk] (see emitWgmma).
+  int64_t kvTileBytes() const {
+    return wgmma() ? keys() * headDim * 2 : keys() * rowBytes();
+  }
   int64_t kOffset() const { return 0; }
-  int64_t vOffset() const { return keys() * rowBytes(); }
+  int64_t vOffset() const { return kvTileBytes(); }
   /// Q fragments held in registers are read once, before the first V tile
   /// is copied: Q may then share V's space.
   int64_t qOffset() const {
-    return tiling.qInRegisters ? vOffset() : 2 * keys() * rowBytes();
+    return tiling.qInRegisters ? vOffset() : 2 * kvTileBytes();
   }
   int64_t sharedBytes() const {
-    int64_t kv = keys() * rowBytes();
+    int64_t kv = kvTileBytes();
     int64_t q = rows() * rowBytes();
     return tiling.qInRegisters ? kv + std::max(kv, q) : 2 * kv + q;
+  }
+  /// Tile row and column (16-byte chunk) of the `id`-th chunk of a copy,
+  /// and its byte offset in the tile. Padded tiles go row by row; core-
+  /// matrix tiles go 8 keys of one chunk at a time, so that the 8 lanes of
+  /// a 16-byte store phase fill one 128-byte core matrix (no bank
+  /// conflicts) and a warp reads 8 rows x 64 bytes of the cache.
+  void chunkAt(int64_t id, bool core, int64_t &row, int64_t &col,
+               int64_t &bytes) const {
+    const int64_t perRow = headDim / 8;
+    if (!core) {
+      row = id / perRow;
+      col = id % perRow;
+      bytes = row * rowBytes() + col * 16;
+      return;
+    }
+    row = id / (8 * perRow) * 8 + id % 8;
+    col = id / 8 % perRow;
+    bytes = id * 16;
+  }
+  /// The byte offset of (row, 16-byte column) in a tile: chunkAt's bytes.
+  int64_t chunkBytes(int64_t row, int64_t col, bool core) const {
+    if (!core)
+      return row * rowBytes() + col * 16;
+    return row / 8 * headDim * 16 + col * 128 + row % 8 * 16;
   }
 };
 
@@ -164,6 +196,100 @@ private:
       out.push_back(LLVM::ExtractValueOp::create(b, d, i));
     return out;
   }
+  /// d += a * B, wgmma.mma_async m64nNk16 bf16 -> f32 with A in registers
+  /// (4 x bf16x2 per thread, laid out per warp as mma.sync's A) and B in
+  /// shared memory behind `desc`; `transposeB` reads B N-major. Emitted as
+  /// inline PTX (the NVVM op takes A from shared memory only), in the form
+  /// MLIR's own wgmma lowering emits. Volatile: LLVM must keep it between
+  /// the wgmma fence, commit and wait.
+  SmallVector<Value> wgmmaOp(ArrayRef<Value> acc, ArrayRef<Value> a, Value desc,
+                             bool transposeB, bool accumulate = true) {
+    const int64_t regs = acc.size(), n = 2 * regs;
+    std::string text, constraints;
+    llvm::raw_string_ostream os(text), cs(constraints);
+    os << "{\n.reg .pred p;\nsetp.ne.b32 p, $" << 2 * regs + 5
+       << ", 0;\nwgmma.mma_async.sync.aligned.m64n" << n
+       << "k16.f32.bf16.bf16 {";
+    for (int64_t i = 0; i < regs; ++i)
+      os << (i ? ", " : "") << "$" << i;
+    os << "}, {$" << 2 * regs << ", $" << 2 * regs + 1 << ", $"
+       << 2 * regs + 2 << ", $" << 2 * regs + 3 << "}, $" << 2 * regs + 4
+       << ", p, $" << 2 * regs + 6 << ", $" << 2 * regs + 7 << ", $"
+       << 2 * regs + 8 << ";\n}\n";
+    for (int64_t i = 0; i < regs; ++i)
+      cs << "=f,";
+    for (int64_t i = 0; i < regs; ++i)
+      cs << i << ",";
+    cs << "r,r,r,r,l,n,n,n,n";
+    SmallVector<Value> operands(acc.begin(), acc.end());
+    operands.append(a.begin(), a.end());
+    operands.push_back(desc);
+    // scale-d (0: D = A B, the accumulator is not read), scale-a 1,
+    // scale-b 1, trans-b.
+    for (int64_t imm : {int64_t(accumulate ? 1 : 0), int64_t(1), int64_t(1),
+                        int64_t(transposeB ? 1 : 0)})
+      operands.push_back(LLVM::ConstantOp::create(b, k.i32, imm));
+    SmallVector<Type> types(regs, k.f32);
+    auto resultType = LLVM::LLVMStructType::getLiteral(b.getContext(), types);
+    Value result =
+        LLVM::InlineAsmOp::create(b, resultType, operands, text, constraints,
+                                  /*has_side_effects=*/true,
+                                  /*is_align_stack=*/false,
+                                  LLVM::tailcallkind::TailCallKind::None,
+                                  LLVM::AsmDialectAttr(), ArrayAttr())
+            .getResult(0);
+    SmallVector<Value> out;
+    for (int64_t i = 0; i < regs; ++i)
+      out.push_back(LLVM::ExtractValueOp::create(b, result, i));
+    return out;
+  }
+  /// `values` through an empty volatile asm. wgmma reads its A and
+  /// accumulator registers asynchronously: every write to them must come
+  /// before the wgmma.fence that precedes it (PTX ISA, wgmma.fence). LLVM
+  /// would sink the conversions and the rescale past the fence intrinsic
+  /// (it sees no dependence); the wgmma then reads these copies, made
+  /// before the fence.
+  SmallVector<Value> operandFence(ArrayRef<Value> values) {
+    std::string constraints;
+    llvm::raw_string_ostream cs(constraints);
+    SmallVector<Type> types;
+    for (Value v : values) {
+      types.push_back(v.getType());
+      cs << (v.getType() == k.f32 ? "=f," : "=r,");
+    }
+    for (size_t i = 0; i < values.size(); ++i)
+      cs << i << (i + 1 < values.size() ? "," : "");
+    auto resultType = LLVM::LLVMStructType::getLiteral(b.getContext(), types);
+    Value result =
+        LLVM::InlineAsmOp::create(b, resultType, values, "", constraints,
+                                  /*has_side_effects=*/true,
+                                  /*is_align_stack=*/false,
+                                  LLVM::tailcallkind::TailCallKind::None,
+                                  LLVM::AsmDialectAttr(), ArrayAttr())
+            .getResult(0);
+    SmallVector<Value> out;
+    for (size_t i = 0; i < values.size(); ++i)
+      out.push_back(LLVM::ExtractValueOp::create(b, result, i));
+    return out;
+  }
+
+  /// The wgmma shared-memory descriptor of the no-swizzle matrix at
+  /// `sharedBase` + `offset`: start address, leading and stride byte
+  /// offsets, each >> 4 (PTX ISA, "Matrix Descriptor Format").
+  Value descriptor(Value sharedBase, int64_t offset, int64_t leading,
+                   int64_t stride) {
+    Value address = LLVM::PtrToIntOp::create(b, k.i64, sharedBase);
+    Value start = arith::ShRUIOp::create(
+        b, arith::AndIOp::create(b, address,
+                                 arith::ConstantOp::create(
+                                     b, b.getI64IntegerAttr(0x3FFFF))),
+        arith::ConstantOp::create(b, b.getI64IntegerAttr(4)));
+    int64_t fields = (offset >> 4) + ((leading >> 4) << 16) +
+                     ((stride >> 4) << 32);
+    return arith::AddIOp::create(
+        b, start, arith::ConstantOp::create(b, b.getI64IntegerAttr(fields)));
+  }
+
   /// Two f32 rounded to bf16, `lo` in the low half (cvt.rn.bf16x2.f32).
   Value packBf16(Value lo, Value hi) {
     auto f32x2 = VectorType::get({2}, k.f32);
@@ -208,19 +334,23 @@ private:
     /// then chunk 0's plus a constant, an immediate in the instruction.
     std::optional<int64_t> sharedDelta, cacheDelta;
   };
-  SmallVector<Chunk> chunksFor(int64_t rows);
+  SmallVector<Chunk> chunksFor(int64_t rows, bool core);
   /// f(row, col) of the chunk of `turn` minus f of chunk 0, when it is the
   /// same for all the threads that have that chunk.
   std::optional<int64_t>
-  uniformDelta(int64_t rows, int64_t turn,
+  uniformDelta(int64_t rows, bool core, int64_t turn,
                llvm::function_ref<int64_t(int64_t, int64_t)> f) {
-    const int64_t perRow = shape.headDim / 8, total = rows * perRow;
+    const int64_t total = rows * (shape.headDim / 8);
+    const int64_t threads = shape.threads();
     std::optional<int64_t> delta;
-    for (int64_t t = 0; t < kThreads; ++t) {
-      int64_t id = t + turn * kThreads;
+    for (int64_t t = 0; t < threads; ++t) {
+      int64_t id = t + turn * threads;
       if (id >= total)
         continue;
-      int64_t d = f(id / perRow, id % perRow) - f(t / perRow, t % perRow);
+      int64_t row, col, row0, col0, bytes;
+      shape.chunkAt(id, core, row, col, bytes);
+      shape.chunkAt(t, core, row0, col0, bytes);
+      int64_t d = f(row, col) - f(row0, col0);
       if (delta && *delta != d)
         return std::nullopt;
       delta = d;
@@ -273,6 +403,18 @@ private:
   /// context, a block's rows hold whatever was there.
   void copyKeyTile(Value cache, int64_t region, Value kt, ValueRange ids,
                    bool guarded, Value sharedBase);
+  /// Waits for this thread's copies, then for everyone's. wgmma reads
+  /// shared memory through the async proxy: cp.async's writes (generic
+  /// proxy) must be fenced towards it before the barrier.
+  void waitCopies() {
+    NVVM::CpAsyncWaitGroupOp::create(b, 0);
+    if (shape.wgmma())
+      NVVM::FenceProxyOp::create(
+          b, NVVM::ProxyKind::async_shared,
+          NVVM::SharedSpaceAttr::get(b.getContext(),
+                                     NVVM::SharedSpace::shared_cta));
+    k.barrier();
+  }
   void cpAsync(Value dst, Value src, Value srcBytes) {
     NVVM::CpAsyncOp::create(b, dst, src, 16, NVVM::LoadCacheModifierKind::CG,
                             srcBytes);
@@ -295,24 +437,33 @@ private:
   SmallVector<Value> chunkOffset;  // chunk -> element offset in its block
 };
 
-SmallVector<FlashEmitter::Chunk> FlashEmitter::chunksFor(int64_t rows) {
+SmallVector<FlashEmitter::Chunk> FlashEmitter::chunksFor(int64_t rows,
+                                                         bool core) {
   const int64_t perRow = shape.headDim / 8;
-  const int64_t total = rows * perRow;
+  const int64_t total = rows * perRow, threads = shape.threads();
   SmallVector<Chunk> chunks;
-  for (int64_t turn = 0; turn * kThreads < total; ++turn) {
+  for (int64_t turn = 0; turn * threads < total; ++turn) {
     Chunk chunk;
-    Value id = k.addi(k.tid, k.index(turn * kThreads));
-    chunk.row = k.divui(id, k.index(perRow));
-    chunk.col = k.remui(id, k.index(perRow));
-    chunk.sharedBytes =
-        toI32(k.addi(k.muli(chunk.row, k.index(shape.rowBytes())),
-                     k.muli(chunk.col, k.index(16))));
-    chunk.guarded = (turn + 1) * kThreads > total;
+    Value id = k.addi(k.tid, k.index(turn * threads));
+    if (core) {
+      chunk.row = k.addi(k.muli(k.divui(id, k.index(8 * perRow)), k.index(8)),
+                         k.remui(id, k.index(8)));
+      chunk.col = k.remui(k.divui(id, k.index(8)), k.index(perRow));
+      chunk.sharedBytes = toI32(k.muli(id, k.index(16)));
+    } else {
+      chunk.row = k.divui(id, k.index(perRow));
+      chunk.col = k.remui(id, k.index(perRow));
+      chunk.sharedBytes =
+          toI32(k.addi(k.muli(chunk.row, k.index(shape.rowBytes())),
+                       k.muli(chunk.col, k.index(16))));
+    }
+    chunk.guarded = (turn + 1) * threads > total;
     if (chunk.guarded)
       chunk.present = k.cmpi(P::ult, id, k.index(total));
-    chunk.sharedDelta = uniformDelta(rows, turn, [&](int64_t row, int64_t col) {
-      return row * shape.rowBytes() + col * 16;
-    });
+    chunk.sharedDelta =
+        uniformDelta(rows, core, turn, [&](int64_t row, int64_t col) {
+          return shape.chunkBytes(row, col, core);
+        });
     chunks.push_back(chunk);
   }
   return chunks;
@@ -321,7 +472,9 @@ SmallVector<FlashEmitter::Chunk> FlashEmitter::chunksFor(int64_t rows) {
 void FlashEmitter::planGather() {
   const int64_t N = shape.keys(), B = shape.blockSize, D = shape.headDim;
   const int64_t perRow = D / 8, total = N * perRow;
-  const int64_t turns = llvm::divideCeil(total, kThreads);
+  const int64_t threads = shape.threads();
+  const int64_t turns = llvm::divideCeil(total, threads);
+  const bool core = shape.wgmma();
   // Decided at generation time by enumerating the threads.
   gather = Gather::PerKey;
   if (B % N == 0) {
@@ -333,11 +486,14 @@ void FlashEmitter::planGather() {
     for (int64_t turn = 0; turn < turns && gather == Gather::PerGroup;
          ++turn) {
       int64_t delta = -1;
-      for (int64_t t = 0; t < kThreads; ++t) {
-        int64_t id = t + turn * kThreads;
+      for (int64_t t = 0; t < threads; ++t) {
+        int64_t id = t + turn * threads;
         if (id >= total)
           continue;
-        int64_t d = (id / perRow) / B - (t / perRow) / B;
+        int64_t row, col, row0, col0, bytes;
+        shape.chunkAt(id, core, row, col, bytes);
+        shape.chunkAt(t, core, row0, col0, bytes);
+        int64_t d = row / B - row0 / B;
         if (delta >= 0 && d != delta) {
           gather = Gather::PerKey;
           break;
@@ -362,12 +518,12 @@ void FlashEmitter::planGather() {
   for (auto [turn, chunk] : llvm::enumerate(keyChunks)) {
     if (gather == Gather::PerGroup)
       chunk.cacheDelta =
-          uniformDelta(N, turn, [&](int64_t row, int64_t col) {
+          uniformDelta(N, core, turn, [&](int64_t row, int64_t col) {
             return (row % B) * hdConst + col * 8;
           });
     else if (gather == Gather::PerTile)
       chunk.cacheDelta = uniformDelta(
-          N, turn,
+          N, core, turn,
           [&](int64_t row, int64_t col) { return row * hdConst + col * 8; });
     keyOffset32.push_back(toI32(chunk.row));
     Value col = k.muli(chunk.col, k.index(8));
@@ -571,7 +727,7 @@ void FlashEmitter::emit() {
     };
 
     smem = LLVM::AddressOfOp::create(b, ptr3, kDynamicShared);
-    keyChunks = chunksFor(N);
+    keyChunks = chunksFor(N, /*core=*/shape.wgmma());
     planGather();
 
     // Q rows (past the sequence's end: its last row, computed and not
@@ -579,7 +735,7 @@ void FlashEmitter::emit() {
     {
       Value qHead = k.muli(head, k.index(D));
       Value qRegion = sharedAt(smem, shape.qOffset());
-      for (const Chunk &chunk : chunksFor(R))
+      for (const Chunk &chunk : chunksFor(R, /*core=*/false))
         forChunk(chunk, [&] {
           Value row = k.minsi(chunk.row, k.subi(rowsValid, c1));
           Value offset =
@@ -594,8 +750,7 @@ void FlashEmitter::emit() {
     copyKeyTile(keyCache, shape.kOffset(), firstKt, firstIds,
                 /*guarded=*/true, smem);
     NVVM::CpAsyncCommitGroupOp::create(b);
-    NVVM::CpAsyncWaitGroupOp::create(b, 0);
-    k.barrier();
+    waitCopies();
 
     // Per-lane shared-memory addresses of the ldmatrix rows.
     // Q (A operand, plain): matrices (rows 0-7 | 8-15) x (dims 0-7 | 8-15),
@@ -675,16 +830,31 @@ void FlashEmitter::emit() {
       Value qBase = sharedAt(sharedAt(base, qLane), shape.qOffset());
 
       // K[kt] has landed, and every warp is done with V of the tile before.
-      NVVM::CpAsyncWaitGroupOp::create(b, 0);
-      k.barrier();
+      waitCopies();
       copyKeyTile(valueCache, shape.vOffset(), kt, ids, masked, base);
       NVVM::CpAsyncCommitGroupOp::create(b);
       // The next tile's ids (clamped: always a valid table entry).
       SmallVector<Value> nextIds = loadBlockIds(nextKt);
 
-      // S = Q K^T: s[(mt * nTiles + nt) * 4 + e].
+      // S = Q K^T: s[(mt * nTiles + nt) * 4 + e]. wgmma's accumulator
+      // layout per warp is mma.sync's, n-tile after n-tile.
       SmallVector<Value> s(mTiles * nTiles * 4, zero);
-      for (int64_t ks = 0; ks < dSteps; ++ks) {
+      if (shape.wgmma()) {
+        // K is K-major: 8-key groups 16 D bytes apart (stride), 8-dim
+        // chunks 128 bytes apart (leading).
+        // The first step overwrites the accumulator (scale-d 0): no zeros
+        // to write into it after the fence.
+        NVVM::WgmmaFenceAlignedOp::create(b);
+        SmallVector<Value> undef(s.size(), LLVM::UndefOp::create(b, k.f32));
+        for (int64_t ks = 0; ks < dSteps; ++ks)
+          s = wgmmaOp(ks == 0 ? undef : s, qFrag[ks],
+                      descriptor(base, shape.kOffset() + ks * 256,
+                                 /*leading=*/128, /*stride=*/16 * D),
+                      /*transposeB=*/false, /*accumulate=*/ks > 0);
+        NVVM::WgmmaGroupSyncAlignedOp::create(b);
+        NVVM::WgmmaWaitGroupSyncOp::create(b, 0);
+      }
+      for (int64_t ks = 0; ks < dSteps && !shape.wgmma(); ++ks) {
         SmallVector<SmallVector<Value, 4>> a;
         for (int64_t mt = 0; mt < mTiles; ++mt)
           a.push_back(shape.tiling.qInRegisters ? qFrag[mt * dSteps + ks]
@@ -757,8 +927,7 @@ void FlashEmitter::emit() {
       // V[kt] has landed, and every warp is done with K[kt]: the next K
       // tile may overwrite it while O += P V runs. The unmasked loop runs
       // last, so its next tiles are unmasked too: no guard.
-      NVVM::CpAsyncWaitGroupOp::create(b, 0);
-      k.barrier();
+      waitCopies();
       k.ifThen(k.cmpi(P::slt, nextJ, tileCount), [&] {
         copyKeyTile(keyCache, shape.kOffset(), nextKt, nextIds, masked,
                     base);
@@ -767,14 +936,40 @@ void FlashEmitter::emit() {
 
       // O += P V: the p of 8-key tiles 2kk and 2kk + 1 are the A fragment
       // of key step kk.
+      SmallVector<Value> pFrags;
+      if (shape.wgmma()) {
+        for (int64_t t0 = 0; t0 < nTiles * 4; t0 += 8)
+          for (int64_t at : {t0, t0 + 2, t0 + 4, t0 + 6})
+            pFrags.push_back(packBf16AsI32(s[at], s[at + 1]));
+        SmallVector<Value> operands(acc);
+        operands.append(pFrags);
+        operands = operandFence(operands);
+        acc.assign(operands.begin(), operands.begin() + oCount);
+        pFrags.assign(operands.begin() + oCount, operands.end());
+        NVVM::WgmmaFenceAlignedOp::create(b);
+      }
       for (int64_t kk = 0; kk < N / 16; ++kk) {
         SmallVector<SmallVector<Value, 4>> a;
         for (int64_t mt = 0; mt < mTiles; ++mt) {
+          if (shape.wgmma()) {
+            a.push_back(SmallVector<Value, 4>(
+                ArrayRef<Value>(pFrags).slice(kk * 4, 4)));
+            continue;
+          }
           int64_t t0 = (mt * nTiles + 2 * kk) * 4, t1 = t0 + 4;
           a.push_back({packBf16AsI32(s[t0], s[t0 + 1]),
                        packBf16AsI32(s[t0 + 2], s[t0 + 3]),
                        packBf16AsI32(s[t1], s[t1 + 1]),
                        packBf16AsI32(s[t1 + 2], s[t1 + 3])});
+        }
+        if (shape.wgmma()) {
+          // V is N-major (dims contiguous): 8-dim groups 128 bytes apart
+          // (stride), 8-key groups 16 D bytes apart (leading).
+          acc = wgmmaOp(acc, a[0],
+                        descriptor(base, shape.vOffset() + kk * 32 * D,
+                                   /*leading=*/16 * D, /*stride=*/128),
+                        /*transposeB=*/true);
+          continue;
         }
         for (int64_t dp = 0; dp < dTiles / 2; ++dp) {
           SmallVector<Value, 4> vb = ldmatrix4(
@@ -790,6 +985,11 @@ void FlashEmitter::emit() {
         }
       }
 
+      if (shape.wgmma()) {
+        // V is overwritten after the next barrier: the reads must be done.
+        NVVM::WgmmaGroupSyncAlignedOp::create(b);
+        NVVM::WgmmaWaitGroupSyncOp::create(b, 0);
+      }
       SmallVector<Value> next(acc);
       next.append(rowMax);
       next.append(rowSum);
@@ -854,6 +1054,12 @@ LogicalResult declareDynamicShared(ModuleOp module,
 
 } // namespace
 
+FlashAttentionTiling hopperFlashAttentionTiling() {
+  FlashAttentionTiling tiling;
+  tiling.wgmma = true;
+  return tiling;
+}
+
 FailureOr<GpuKernel>
 buildFlashAttention(ModuleOp module,
                     const hostkernels::PagedAttentionParams &params,
@@ -895,6 +1101,10 @@ buildFlashAttention(ModuleOp module,
            << "gpu kernel: flash attention needs a positive finite scale, got "
            << scale.str();
   }
+  if (tiling.warps != 4 && tiling.warps != 8)
+    return module.emitError()
+           << "gpu kernel: flash attention warps per block must be 4 or 8, got "
+           << tiling.warps;
   if (tiling.warpRows != 16 && tiling.warpRows != 32)
     return module.emitError()
            << "gpu kernel: flash attention warp rows must be 16 or 32, got "
@@ -903,6 +1113,10 @@ buildFlashAttention(ModuleOp module,
     return module.emitError()
            << "gpu kernel: flash attention key tile must be 32 or 64, got "
            << tiling.keyTile;
+  if (tiling.wgmma && (tiling.warpRows != 16 || !tiling.qInRegisters))
+    return module.emitError()
+           << "gpu kernel: flash attention with wgmma needs 16 rows per warp "
+              "and Q in registers";
   if (tiling.minBlocksPerSM < 0 || tiling.minBlocksPerSM > 32)
     return module.emitError()
            << "gpu kernel: flash attention min blocks per SM must be in "
@@ -925,13 +1139,18 @@ buildFlashAttention(ModuleOp module,
       numberForName(params.scale, 9) + "_w" + std::to_string(shape.window) +
       "_m" + std::to_string(minQueryRows);
   const FlashAttentionTiling defaults;
-  if (tiling.warpRows != defaults.warpRows ||
+  if (tiling.warps != defaults.warps || tiling.warpRows != defaults.warpRows ||
       tiling.keyTile != defaults.keyTile ||
       tiling.qInRegisters != defaults.qInRegisters ||
-      tiling.minBlocksPerSM != defaults.minBlocksPerSM)
+      tiling.minBlocksPerSM != defaults.minBlocksPerSM ||
+      tiling.wgmma != defaults.wgmma)
     name += "_r" + std::to_string(shape.rows()) + "_n" +
             std::to_string(tiling.keyTile) +
             (tiling.qInRegisters ? "_qr" : "_qs") +
+            (tiling.warps != defaults.warps
+                 ? "_x" + std::to_string(tiling.warps)
+                 : std::string()) +
+            (tiling.wgmma ? "_wg" : "") +
             (tiling.minBlocksPerSM
                  ? "_o" + std::to_string(tiling.minBlocksPerSM)
                  : std::string());
@@ -948,7 +1167,7 @@ buildFlashAttention(ModuleOp module,
                                  i32Arg("q_row_stride"),
                                  i32Arg("block_table_stride")};
   LaunchRule rule;
-  rule.blockX = kThreads;
+  rule.blockX = shape.threads();
   rule.rowsPerBlock = shape.rows();
   // Tiles <= sum over long sequences of (n_s / R + 1) <= T / R + T /
   // minQueryRows <= (1 + ceil(R / minQueryRows)) * ceil(T / R).
@@ -967,7 +1186,7 @@ buildFlashAttention(ModuleOp module,
   if (failed(declareDynamicShared(module, *gpuModule)))
     return failure();
 
-  KernelBuilder k(*gpuModule, name, args, {}, kThreads);
+  KernelBuilder k(*gpuModule, name, args, {}, shape.threads());
   k.readOnly({0, 1, 2, 3, 4, 5});
   if (tiling.minBlocksPerSM > 0)
     k.func->setAttr(NVVM::NVVMDialect::getMinctasmAttrName(),
