@@ -197,9 +197,13 @@ struct FlashAttentionTiling {
   /// Hopper warpgroup MMA (wgmma.mma_async, sm_90a only: such a module does
   /// not assemble for sm_80): each group of 4 warps multiplies its 64 rows
   /// by K and V tiles read once from shared memory, instead of every warp
-  /// loading its own mma.sync fragments. Needs warpRows 16 and Q in
-  /// registers.
+  /// loading its own mma.sync fragments. Needs warpRows 16; Q comes from
+  /// registers (qInRegisters) or from shared memory through a descriptor.
   bool wgmma = false;
+  /// Two shared-memory stages of K and V: the copy of the next tile is
+  /// started right after the barrier that ends the current one, so it has
+  /// a whole tile of work to land (one barrier per tile instead of two).
+  bool doubleBuffer = false;
 };
 
 /// The tiling measured fastest on an H100 (sm_90a modules only).

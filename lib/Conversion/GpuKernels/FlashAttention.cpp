@@ -93,17 +93,27 @@ struct Shape {
   int64_t kvTileBytes() const {
     return wgmma() ? keys() * headDim * 2 : keys() * rowBytes();
   }
+  /// K then V of one tile: a stage. Double buffering has two, the second
+  /// filled while the first is used.
+  int64_t stages() const { return tiling.doubleBuffer ? 2 : 1; }
+  int64_t stageBytes() const { return 2 * kvTileBytes(); }
   int64_t kOffset() const { return 0; }
   int64_t vOffset() const { return kvTileBytes(); }
-  /// Q fragments held in registers are read once, before the first V tile
-  /// is copied: Q may then share V's space.
+  /// Q fragments held in registers are read once, before the first write
+  /// to the last V buffer: Q may then share that space.
   int64_t qOffset() const {
-    return tiling.qInRegisters ? vOffset() : 2 * kvTileBytes();
+    return tiling.qInRegisters ? stages() * stageBytes() - kvTileBytes()
+                               : stages() * stageBytes();
+  }
+  /// Q in shared memory for wgmma's A operand is in the core-matrix layout
+  /// (K-major, like K); otherwise padded rows, read with ldmatrix.
+  bool qCore() const { return wgmma() && !tiling.qInRegisters; }
+  int64_t qBytes() const {
+    return qCore() ? rows() * headDim * 2 : rows() * rowBytes();
   }
   int64_t sharedBytes() const {
-    int64_t kv = kvTileBytes();
-    int64_t q = rows() * rowBytes();
-    return tiling.qInRegisters ? kv + std::max(kv, q) : 2 * kv + q;
+    int64_t kv = kvTileBytes(), q = qBytes();
+    return tiling.qInRegisters ? qOffset() + std::max(kv, q) : qOffset() + q;
   }
   /// Tile row and column (16-byte chunk) of the `id`-th chunk of a copy,
   /// and its byte offset in the tile. Padded tiles go row by row; core-
@@ -202,32 +212,45 @@ private:
   /// inline PTX (the NVVM op takes A from shared memory only), in the form
   /// MLIR's own wgmma lowering emits. Volatile: LLVM must keep it between
   /// the wgmma fence, commit and wait.
+  /// With a single value in `a`, A is read from shared memory through
+  /// that descriptor (K-major).
   SmallVector<Value> wgmmaOp(ArrayRef<Value> acc, ArrayRef<Value> a, Value desc,
                              bool transposeB, bool accumulate = true) {
     const int64_t regs = acc.size(), n = 2 * regs;
+    const bool aShared = a.size() == 1;
+    // Operands: the accumulator (outputs, then tied inputs), A, B's
+    // descriptor, then the immediates.
+    const int64_t aAt = 2 * regs, descAt = aAt + (aShared ? 1 : 4);
+    const int64_t immAt = descAt + 1;
     std::string text, constraints;
     llvm::raw_string_ostream os(text), cs(constraints);
-    os << "{\n.reg .pred p;\nsetp.ne.b32 p, $" << 2 * regs + 5
+    os << "{\n.reg .pred p;\nsetp.ne.b32 p, $" << immAt
        << ", 0;\nwgmma.mma_async.sync.aligned.m64n" << n
        << "k16.f32.bf16.bf16 {";
     for (int64_t i = 0; i < regs; ++i)
       os << (i ? ", " : "") << "$" << i;
-    os << "}, {$" << 2 * regs << ", $" << 2 * regs + 1 << ", $"
-       << 2 * regs + 2 << ", $" << 2 * regs + 3 << "}, $" << 2 * regs + 4
-       << ", p, $" << 2 * regs + 6 << ", $" << 2 * regs + 7 << ", $"
-       << 2 * regs + 8 << ";\n}\n";
+    if (aShared)
+      os << "}, $" << aAt;
+    else
+      os << "}, {$" << aAt << ", $" << aAt + 1 << ", $" << aAt + 2 << ", $"
+         << aAt + 3 << "}";
+    os << ", $" << descAt << ", p, $" << immAt + 1 << ", $" << immAt + 2;
+    if (aShared)
+      os << ", $" << immAt + 3; // trans-a: K-major
+    os << ", $" << immAt + 4 << ";\n}\n";
     for (int64_t i = 0; i < regs; ++i)
       cs << "=f,";
     for (int64_t i = 0; i < regs; ++i)
       cs << i << ",";
-    cs << "r,r,r,r,l,n,n,n,n";
+    cs << (aShared ? "l," : "r,r,r,r,") << "l,n,n,n,n,n";
     SmallVector<Value> operands(acc.begin(), acc.end());
     operands.append(a.begin(), a.end());
     operands.push_back(desc);
     // scale-d (0: D = A B, the accumulator is not read), scale-a 1,
-    // scale-b 1, trans-b.
+    // scale-b 1, trans-a (A K-major; only printed for A in shared memory),
+    // trans-b.
     for (int64_t imm : {int64_t(accumulate ? 1 : 0), int64_t(1), int64_t(1),
-                        int64_t(transposeB ? 1 : 0)})
+                        int64_t(0), int64_t(transposeB ? 1 : 0)})
       operands.push_back(LLVM::ConstantOp::create(b, k.i32, imm));
     SmallVector<Type> types(regs, k.f32);
     auto resultType = LLVM::LLVMStructType::getLiteral(b.getContext(), types);
@@ -735,7 +758,7 @@ void FlashEmitter::emit() {
     {
       Value qHead = k.muli(head, k.index(D));
       Value qRegion = sharedAt(smem, shape.qOffset());
-      for (const Chunk &chunk : chunksFor(R, /*core=*/false))
+      for (const Chunk &chunk : chunksFor(R, /*core=*/shape.qCore()))
         forChunk(chunk, [&] {
           Value row = k.minsi(chunk.row, k.subi(rowsValid, c1));
           Value offset =
@@ -745,10 +768,19 @@ void FlashEmitter::emit() {
                   k.gep(q, k.bf16, offset), c32(16));
         });
     }
+    // Double buffering copies V with K (both a tile ahead) and carries the
+    // ids of the tile after the one being copied; otherwise V's copy
+    // overlaps S, K's the product with V, and the ids are a tile ahead.
+    const bool doubleBuffer = shape.stages() == 2;
     Value firstKt = tileAt(c0);
     SmallVector<Value> firstIds = loadBlockIds(firstKt);
     copyKeyTile(keyCache, shape.kOffset(), firstKt, firstIds,
                 /*guarded=*/true, smem);
+    if (doubleBuffer) {
+      copyKeyTile(valueCache, shape.vOffset(), firstKt, firstIds,
+                  /*guarded=*/true, smem);
+      firstIds = loadBlockIds(tileAt(c1));
+    }
     NVVM::CpAsyncCommitGroupOp::create(b);
     waitCopies();
 
@@ -825,16 +857,40 @@ void FlashEmitter::emit() {
       SmallVector<Value> ids(st.begin() + oCount + 2 * rowCount, st.end());
 
       Value base = pinned(smem, j);
-      Value kBase = sharedAt(sharedAt(base, kLane), shape.kOffset());
-      Value vBase = sharedAt(sharedAt(base, vLane), shape.vOffset());
       Value qBase = sharedAt(sharedAt(base, qLane), shape.qOffset());
+      // This tile's stage, and the other one (double buffering).
+      Value cur = base, other = base;
+      if (doubleBuffer) {
+        Value stage = toI32(k.muli(k.remui(j, k.index(2)),
+                                   k.index(shape.stageBytes())));
+        cur = sharedAt(base, stage);
+        other = sharedAt(base, k.subi(c32(shape.stageBytes()), stage));
+      }
+      Value kBase = sharedAt(sharedAt(cur, kLane), shape.kOffset());
+      Value vBase = sharedAt(sharedAt(cur, vLane), shape.vOffset());
 
-      // K[kt] has landed, and every warp is done with V of the tile before.
-      waitCopies();
-      copyKeyTile(valueCache, shape.vOffset(), kt, ids, masked, base);
-      NVVM::CpAsyncCommitGroupOp::create(b);
-      // The next tile's ids (clamped: always a valid table entry).
-      SmallVector<Value> nextIds = loadBlockIds(nextKt);
+      SmallVector<Value> nextIds;
+      if (doubleBuffer) {
+        // K and V of this tile have landed, and every warp is done with
+        // the other stage: the next tile goes there now, a whole tile of
+        // work ahead of its use.
+        waitCopies();
+        k.ifThen(k.cmpi(P::slt, nextJ, tileCount), [&] {
+          copyKeyTile(keyCache, shape.kOffset(), nextKt, ids, masked, other);
+          copyKeyTile(valueCache, shape.vOffset(), nextKt, ids, masked,
+                      other);
+        });
+        NVVM::CpAsyncCommitGroupOp::create(b);
+        nextIds = loadBlockIds(tileAt(k.addi(j, k.index(2))));
+      } else {
+        // K[kt] has landed, and every warp is done with V of the tile
+        // before.
+        waitCopies();
+        copyKeyTile(valueCache, shape.vOffset(), kt, ids, masked, base);
+        NVVM::CpAsyncCommitGroupOp::create(b);
+        // The next tile's ids (clamped: always a valid table entry).
+        nextIds = loadBlockIds(nextKt);
+      }
 
       // S = Q K^T: s[(mt * nTiles + nt) * 4 + e]. wgmma's accumulator
       // layout per warp is mma.sync's, n-tile after n-tile.
@@ -846,9 +902,23 @@ void FlashEmitter::emit() {
         // to write into it after the fence.
         NVVM::WgmmaFenceAlignedOp::create(b);
         SmallVector<Value> undef(s.size(), LLVM::UndefOp::create(b, k.f32));
+        // Q from shared memory: this warpgroup's 64 rows, K-major like K.
+        Value qDesc;
+        if (shape.qCore())
+          qDesc = arith::AddIOp::create(
+              b, descriptor(base, shape.qOffset(), 128, 16 * D),
+              arith::IndexCastOp::create(
+                  b, k.i64,
+                  k.muli(k.divui(warp, k.index(4)), k.index(64 * 2 * D / 16))));
         for (int64_t ks = 0; ks < dSteps; ++ks)
-          s = wgmmaOp(ks == 0 ? undef : s, qFrag[ks],
-                      descriptor(base, shape.kOffset() + ks * 256,
+          s = wgmmaOp(ks == 0 ? undef : s,
+                      shape.qCore()
+                          ? SmallVector<Value, 4>{arith::AddIOp::create(
+                                b, qDesc,
+                                arith::ConstantOp::create(
+                                    b, b.getI64IntegerAttr(ks * 256 / 16)))}
+                          : qFrag[ks],
+                      descriptor(cur, shape.kOffset() + ks * 256,
                                  /*leading=*/128, /*stride=*/16 * D),
                       /*transposeB=*/false, /*accumulate=*/ks > 0);
         NVVM::WgmmaGroupSyncAlignedOp::create(b);
@@ -927,12 +997,14 @@ void FlashEmitter::emit() {
       // V[kt] has landed, and every warp is done with K[kt]: the next K
       // tile may overwrite it while O += P V runs. The unmasked loop runs
       // last, so its next tiles are unmasked too: no guard.
-      waitCopies();
-      k.ifThen(k.cmpi(P::slt, nextJ, tileCount), [&] {
-        copyKeyTile(keyCache, shape.kOffset(), nextKt, nextIds, masked,
-                    base);
-      });
-      NVVM::CpAsyncCommitGroupOp::create(b);
+      if (!doubleBuffer) {
+        waitCopies();
+        k.ifThen(k.cmpi(P::slt, nextJ, tileCount), [&] {
+          copyKeyTile(keyCache, shape.kOffset(), nextKt, nextIds, masked,
+                      base);
+        });
+        NVVM::CpAsyncCommitGroupOp::create(b);
+      }
 
       // O += P V: the p of 8-key tiles 2kk and 2kk + 1 are the A fragment
       // of key step kk.
@@ -966,7 +1038,7 @@ void FlashEmitter::emit() {
           // V is N-major (dims contiguous): 8-dim groups 128 bytes apart
           // (stride), 8-key groups 16 D bytes apart (leading).
           acc = wgmmaOp(acc, a[0],
-                        descriptor(base, shape.vOffset() + kk * 32 * D,
+                        descriptor(cur, shape.vOffset() + kk * 32 * D,
                                    /*leading=*/16 * D, /*stride=*/128),
                         /*transposeB=*/true);
           continue;
@@ -1057,6 +1129,9 @@ LogicalResult declareDynamicShared(ModuleOp module,
 FlashAttentionTiling hopperFlashAttentionTiling() {
   FlashAttentionTiling tiling;
   tiling.wgmma = true;
+  tiling.keyTile = 32;
+  tiling.qInRegisters = false;
+  tiling.doubleBuffer = true;
   return tiling;
 }
 
@@ -1113,10 +1188,9 @@ buildFlashAttention(ModuleOp module,
     return module.emitError()
            << "gpu kernel: flash attention key tile must be 32 or 64, got "
            << tiling.keyTile;
-  if (tiling.wgmma && (tiling.warpRows != 16 || !tiling.qInRegisters))
+  if (tiling.wgmma && tiling.warpRows != 16)
     return module.emitError()
-           << "gpu kernel: flash attention with wgmma needs 16 rows per warp "
-              "and Q in registers";
+           << "gpu kernel: flash attention with wgmma needs 16 rows per warp";
   if (tiling.minBlocksPerSM < 0 || tiling.minBlocksPerSM > 32)
     return module.emitError()
            << "gpu kernel: flash attention min blocks per SM must be in "
@@ -1143,14 +1217,15 @@ buildFlashAttention(ModuleOp module,
       tiling.keyTile != defaults.keyTile ||
       tiling.qInRegisters != defaults.qInRegisters ||
       tiling.minBlocksPerSM != defaults.minBlocksPerSM ||
-      tiling.wgmma != defaults.wgmma)
+      tiling.wgmma != defaults.wgmma ||
+      tiling.doubleBuffer != defaults.doubleBuffer)
     name += "_r" + std::to_string(shape.rows()) + "_n" +
             std::to_string(tiling.keyTile) +
             (tiling.qInRegisters ? "_qr" : "_qs") +
             (tiling.warps != defaults.warps
                  ? "_x" + std::to_string(tiling.warps)
                  : std::string()) +
-            (tiling.wgmma ? "_wg" : "") +
+            (tiling.wgmma ? "_wg" : "") + (tiling.doubleBuffer ? "_db" : "") +
             (tiling.minBlocksPerSM
                  ? "_o" + std::to_string(tiling.minBlocksPerSM)
                  : std::string());
