@@ -3,14 +3,15 @@
 // flash_attention: paged_attention's semantics for the sequences of a step
 // that bring many query rows (prefill, chunked prefill, prefix-cache hits),
 // in the FlashAttention-2 shape:
-//  - a block of 4 warps owns a tile of 4 * warpRows query rows of one
-//    sequence and one query head; each warp owns warpRows rows, whose Q
-//    fragments it keeps in registers (or re-reads from shared memory);
+//  - a block of 4 (or 8) warps owns a tile of warps * warpRows query rows
+//    of one sequence and one query head; each warp owns warpRows rows
+//    (default 32: two m16 tiles that share every K and V fragment), whose
+//    Q fragments it re-reads from shared memory (or keeps in registers);
 //  - the block walks the keys its rows can see keyTile at a time: K and V
 //    tiles are gathered through the block table into shared memory with
 //    16-byte cp.async (rows padded by 16 bytes so that ldmatrix reads are
 //    free of bank conflicts); V's copy overlaps S = Q K^T and the next K's
-//    copy overlaps O += P V;
+//    copy overlaps O += P V (or, double-buffered, both a tile ahead);
 //  - S and O come from mma.sync m16n8k16 (bf16 in, f32 accumulators); the
 //    online softmax runs on the S accumulators in registers (row max over
 //    the 4 lanes of a quad by shuffles, exp2 with the scale folded into
@@ -18,7 +19,10 @@
 //    to bf16, are exactly the A fragment of the next mma (no shared memory
 //    round trip for P);
 //  - only the key tiles that cross the causal diagonal or the window edge
-//    are masked.
+//    are masked;
+//  - on sm_90a, the wgmma tiling replaces ldmatrix + mma.sync by warpgroup
+//    MMAs on core-matrix tiles (emitted as inline PTX). It is correct but
+//    measured slower than mma.sync (FlashAttentionTiling in GpuKernels.h).
 //
 // Fragment layouts (PTX ISA, "Matrix Fragments for mma.m16n8k16 with
 // floating point type"; per lane g = lane / 4, c = lane % 4, each register
@@ -1125,15 +1129,6 @@ LogicalResult declareDynamicShared(ModuleOp module,
 }
 
 } // namespace
-
-FlashAttentionTiling hopperFlashAttentionTiling() {
-  FlashAttentionTiling tiling;
-  tiling.wgmma = true;
-  tiling.keyTile = 32;
-  tiling.qInRegisters = false;
-  tiling.doubleBuffer = true;
-  return tiling;
-}
 
 FailureOr<GpuKernel>
 buildFlashAttention(ModuleOp module,
