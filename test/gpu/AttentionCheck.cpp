@@ -63,7 +63,7 @@ float fromBf16(uint16_t h) {
   std::memcpy(&f, &bits, 4);
   return f;
 }
-constexpr uint16_t kNaN = 0x7fc1;     // what poisoned cache slots hold
+constexpr uint16_t kNaN = 0x7fc1;       // what poisoned cache slots hold
 constexpr uint16_t kUnwritten = 0xffff; // what out holds before the launch
 
 /// xorshift64*: fast enough to fill half a gigabyte of cache.
@@ -255,8 +255,7 @@ void makeBatch(Batch &batch, uint64_t seed, float qScale, bool denseQ) {
 }
 
 struct DeviceBatch {
-  DeviceBuffer q, keyCache, valueCache, queryStart, contextLen, blockTable,
-      out;
+  DeviceBuffer q, keyCache, valueCache, queryStart, contextLen, blockTable, out;
 };
 
 template <typename T>
@@ -265,9 +264,8 @@ bool upload(CudaStream &stream, DeviceBuffer &buffer,
   uint64_t bytes = std::max<uint64_t>(16, data.size() * sizeof(T));
   if (!buffer.create(bytes, error))
     return false;
-  return data.empty() ||
-         stream.copyToDevice(buffer.ptr(), data.data(), data.size() * sizeof(T),
-                             error);
+  return data.empty() || stream.copyToDevice(buffer.ptr(), data.data(),
+                                             data.size() * sizeof(T), error);
 }
 
 bool uploadBatch(CudaStream &stream, const Batch &batch, DeviceBatch &dev,
@@ -294,8 +292,7 @@ bool launch(CudaKernel &fn, const KernelInfo &k, CudaStream &stream,
   for (int32_t &v : scalars)
     args.push_back(&v);
   LaunchConfig config;
-  config.grid[0] =
-      unsigned(k.gridXPerRow * ((batch.T + k.rows - 1) / k.rows));
+  config.grid[0] = unsigned(k.gridXPerRow * ((batch.T + k.rows - 1) / k.rows));
   config.grid[1] = unsigned(k.gridY);
   config.block[0] = unsigned(k.block);
   config.sharedBytes = unsigned(k.smem);
@@ -361,8 +358,8 @@ Errors checkBatch(const Batch &batch, bool sampleRows, uint64_t seed) {
       for (int i = 0; i < seq.n; ++i)
         tasks.push_back({s, i});
     } else {
-      for (int i : {0, 1, 63, 64, seq.n / 3, seq.n / 2, seq.n - 65,
-                    seq.n - 64, seq.n - 2, seq.n - 1})
+      for (int i : {0, 1, 63, 64, seq.n / 3, seq.n / 2, seq.n - 65, seq.n - 64,
+                    seq.n - 2, seq.n - 1})
         tasks.push_back({s, i});
       for (int r = 0; r < 12; ++r)
         tasks.push_back({s, int(rng.below(seq.n))});
@@ -447,8 +444,7 @@ struct CaseSpec {
 std::vector<CaseSpec> checkCases(const KernelInfo &k) {
   int m = k.minq;
   std::vector<CaseSpec> cases;
-  cases.push_back({"single " + std::to_string(m),
-                   {{m, m}}, 1.0f, true});
+  cases.push_back({"single " + std::to_string(m), {{m, m}}, 1.0f, true});
   cases.push_back({"ragged",
                    {{1, 37},
                     {m + 1, m + 1},
@@ -460,10 +456,8 @@ std::vector<CaseSpec> checkCases(const KernelInfo &k) {
                     {m, 1000}},
                    1.0f,
                    false});
-  cases.push_back({"long+prefix",
-                   {{1500, 1500 + 333}, {3, 900}, {777, 777}},
-                   1.0f,
-                   false});
+  cases.push_back(
+      {"long+prefix", {{1500, 1500 + 333}, {3, 900}, {777, 777}}, 1.0f, false});
   cases.push_back({"peaky", {{257, 300}, {1, 50}, {96, 96}}, 4.0f, false});
   return cases;
 }
@@ -686,14 +680,15 @@ int main(int argc, char **argv) {
     for (size_t i = 0; i < results.size(); ++i) {
       const Result &r = results[i];
       os << "  {\"kernel\": \"" << r.kernel << "\", \"variant\": \""
-         << r.variant << "\", \"case\": \"" << r.label << "\", \"hq\": "
-         << r.hq << ", \"hkv\": " << r.hkv << ", \"d\": " << r.d
-         << ", \"window\": " << r.window << ", \"max_abs\": "
-         << fmt(r.errors.maxAbs, "%.6g") << ", \"rel_l2\": "
-         << fmt(r.errors.relL2(), "%.6g") << ", \"checked\": "
-         << r.errors.checked << ", \"pass\": "
-         << (r.errors.pass() ? "true" : "false") << ", \"bench\": "
-         << (r.bench ? "true" : "false") << ", \"ms\": " << fmt(r.ms, "%.6g")
+         << r.variant << "\", \"case\": \"" << r.label << "\", \"hq\": " << r.hq
+         << ", \"hkv\": " << r.hkv << ", \"d\": " << r.d
+         << ", \"window\": " << r.window
+         << ", \"max_abs\": " << fmt(r.errors.maxAbs, "%.6g")
+         << ", \"rel_l2\": " << fmt(r.errors.relL2(), "%.6g")
+         << ", \"checked\": " << r.errors.checked
+         << ", \"pass\": " << (r.errors.pass() ? "true" : "false")
+         << ", \"bench\": " << (r.bench ? "true" : "false")
+         << ", \"ms\": " << fmt(r.ms, "%.6g")
          << ", \"tflops\": " << fmt(r.tflops, "%.6g") << "}"
          << (i + 1 < results.size() ? ",\n" : "\n");
     }

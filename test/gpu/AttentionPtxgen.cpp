@@ -84,8 +84,8 @@ std::vector<Config> configs() {
     const Variant &v = all[i];
     if (i < kFullyChecked) {
       for (int64_t d : {64, 80, 96, 128})
-        for (auto [h, kv] : std::vector<std::pair<int64_t, int64_t>>{
-                 {4, 4}, {8, 2}, {8, 1}})
+        for (auto [h, kv] :
+             std::vector<std::pair<int64_t, int64_t>>{{4, 4}, {8, 2}, {8, 1}})
           for (int64_t window : {0, 100})
             list.push_back({h, kv, d, 16, window, 64, "check", v});
       // Other block sizes, a smaller prefill threshold, a one-key window.
@@ -159,12 +159,10 @@ int main(int argc, char **argv) {
     manifest << "kernel name=" << kernel->name << " hq=" << config.heads
              << " hkv=" << config.kvHeads << " d=" << config.headDim
              << " b=" << config.blockSize << " scale=" << scale
-             << " window=" << config.window
-             << " minq=" << config.minQueryRows
+             << " window=" << config.window << " minq=" << config.minQueryRows
              << " rows=" << rule.rowsPerBlock
-             << " gridxperrow=" << rule.gridXPerRow
-             << " gridy=" << rule.gridY << " block=" << rule.blockX
-             << " smem=" << rule.dynamicSharedBytes
+             << " gridxperrow=" << rule.gridXPerRow << " gridy=" << rule.gridY
+             << " block=" << rule.blockX << " smem=" << rule.dynamicSharedBytes
              << " variant=" << config.variant.name << " role=" << config.role
              << "\n";
   }
@@ -199,7 +197,7 @@ int main(int argc, char **argv) {
       std::cout << usage;
     }
   }
-  std::cout << "attention-ptxgen: wrote " << base << ".ptx and "
-            << outDir << "/manifest.txt\n";
+  std::cout << "attention-ptxgen: wrote " << base << ".ptx and " << outDir
+            << "/manifest.txt\n";
   return 0;
 }

@@ -40,8 +40,8 @@
 //
 //===----------------------------------------------------------------------===//
 
-#include "optmlir/Conversion/GpuKernels.h"
 #include "KernelBuilder.h"
+#include "optmlir/Conversion/GpuKernels.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
@@ -154,8 +154,8 @@ public:
     MLIRContext *context = b.getContext();
     i8 = b.getI8Type();
     ptr3 = LLVM::LLVMPointerType::get(context, kSharedSpace);
-    accType = LLVM::LLVMStructType::getLiteral(
-        context, {k.f32, k.f32, k.f32, k.f32});
+    accType =
+        LLVM::LLVMStructType::getLiteral(context, {k.f32, k.f32, k.f32, k.f32});
     quadType =
         LLVM::LLVMStructType::getLiteral(context, {k.i32, k.i32, k.i32, k.i32});
   }
@@ -307,12 +307,13 @@ private:
                    int64_t stride) {
     Value address = LLVM::PtrToIntOp::create(b, k.i64, sharedBase);
     Value start = arith::ShRUIOp::create(
-        b, arith::AndIOp::create(b, address,
-                                 arith::ConstantOp::create(
-                                     b, b.getI64IntegerAttr(0x3FFFF))),
+        b,
+        arith::AndIOp::create(
+            b, address,
+            arith::ConstantOp::create(b, b.getI64IntegerAttr(0x3FFFF))),
         arith::ConstantOp::create(b, b.getI64IntegerAttr(4)));
-    int64_t fields = (offset >> 4) + ((leading >> 4) << 16) +
-                     ((stride >> 4) << 32);
+    int64_t fields =
+        (offset >> 4) + ((leading >> 4) << 16) + ((stride >> 4) << 32);
     return arith::AddIOp::create(
         b, start, arith::ConstantOp::create(b, b.getI64IntegerAttr(fields)));
   }
@@ -391,13 +392,13 @@ private:
   /// registers), where ptxas wants one base and immediate offsets.
   Value pinned(Value ptr, Value iter) {
     Value bits = LLVM::PtrToIntOp::create(b, k.i64, ptr);
-    Value asmOut = LLVM::InlineAsmOp::create(
-                       b, k.i64, ValueRange{bits, toI32(iter)},
-                       "mov.b64 $0, $1;", "=l,l,r", /*has_side_effects=*/false,
-                       /*is_align_stack=*/false,
-                       LLVM::tailcallkind::TailCallKind::None,
-                       LLVM::AsmDialectAttr(), ArrayAttr())
-                       .getResult(0);
+    Value asmOut =
+        LLVM::InlineAsmOp::create(
+            b, k.i64, ValueRange{bits, toI32(iter)}, "mov.b64 $0, $1;",
+            "=l,l,r", /*has_side_effects=*/false,
+            /*is_align_stack=*/false, LLVM::tailcallkind::TailCallKind::None,
+            LLVM::AsmDialectAttr(), ArrayAttr())
+            .getResult(0);
     return LLVM::IntToPtrOp::create(b, ptr3, asmOut);
   }
   template <typename Body> void forChunk(const Chunk &chunk, Body body) {
@@ -510,8 +511,7 @@ void FlashEmitter::planGather() {
     gather = Gather::PerGroup;
     groupOf.assign(turns, -1);
     groupDelta.clear();
-    for (int64_t turn = 0; turn < turns && gather == Gather::PerGroup;
-         ++turn) {
+    for (int64_t turn = 0; turn < turns && gather == Gather::PerGroup; ++turn) {
       int64_t delta = -1;
       for (int64_t t = 0; t < threads; ++t) {
         int64_t id = t + turn * threads;
@@ -549,9 +549,10 @@ void FlashEmitter::planGather() {
             return (row % B) * hdConst + col * 8;
           });
     else if (gather == Gather::PerTile)
-      chunk.cacheDelta = uniformDelta(
-          N, core, turn,
-          [&](int64_t row, int64_t col) { return row * hdConst + col * 8; });
+      chunk.cacheDelta =
+          uniformDelta(N, core, turn, [&](int64_t row, int64_t col) {
+            return row * hdConst + col * 8;
+          });
     keyOffset32.push_back(toI32(chunk.row));
     Value col = k.muli(chunk.col, k.index(8));
     // Row of the chunk's key in its block: the key's offset in the block
@@ -582,8 +583,7 @@ SmallVector<Value> FlashEmitter::loadBlockIds(Value kt) {
 }
 
 void FlashEmitter::copyKeyTile(Value cache, int64_t region, Value kt,
-                               ValueRange ids, bool guarded,
-                               Value sharedBase) {
+                               ValueRange ids, bool guarded, Value sharedBase) {
   const int64_t N = shape.keys(), B = shape.blockSize;
   const int64_t blockElems = B * shape.numKvHeads * shape.headDim;
   Value tileKey = k.muli(kt, c32(N));
@@ -595,10 +595,10 @@ void FlashEmitter::copyKeyTile(Value cache, int64_t region, Value kt,
   if (gather == Gather::PerTile) {
     Value block = k.muli(k.toIndex(ids[0]), k.index(blockElems));
     Value inBlock = arith::RemUIOp::create(b, tileKey, c32(B));
-    tileBase = k.gep(cache, k.bf16,
-                     k.addi(block, k.muli(k.toIndex(inBlock),
-                                          k.index(shape.numKvHeads *
-                                                  shape.headDim))));
+    tileBase =
+        k.gep(cache, k.bf16,
+              k.addi(block, k.muli(k.toIndex(inBlock),
+                                   k.index(shape.numKvHeads * shape.headDim))));
   }
   SmallVector<Value> groupBase;
   if (gather == Gather::PerGroup)
@@ -607,8 +607,8 @@ void FlashEmitter::copyKeyTile(Value cache, int64_t region, Value kt,
           k.gep(cache, k.bf16, k.muli(k.toIndex(id), k.index(blockElems))));
   // Chunk 0's source in each group (or the tile's block).
   SmallVector<Value> firstSrc;
-  for (Value base : gather == Gather::PerTile ? SmallVector<Value>{tileBase}
-                                              : groupBase)
+  for (Value base :
+       gather == Gather::PerTile ? SmallVector<Value>{tileBase} : groupBase)
     firstSrc.push_back(k.gep(base, k.bf16, chunkOffset[0]));
   for (auto [i, chunk] : llvm::enumerate(keyChunks)) {
     forChunk(chunk, [&] {
@@ -620,14 +620,13 @@ void FlashEmitter::copyKeyTile(Value cache, int64_t region, Value kt,
         Value clamped = k.minsi(key, last32);
         Value slot = arith::DivUIOp::create(b, clamped, c32(B));
         Value within = arith::RemUIOp::create(b, clamped, c32(B));
-        Value block =
-            k.loadI32(k.arg(5), k.addi(tableBase, k.toIndex(slot)));
-        Value row = k.addi(k.muli(k.toIndex(block), k.index(B)),
-                           k.toIndex(within));
-        src = k.gep(cache, k.bf16,
-                    k.addi(k.muli(row, k.index(shape.numKvHeads *
-                                               shape.headDim)),
-                           chunkOffset[i]));
+        Value block = k.loadI32(k.arg(5), k.addi(tableBase, k.toIndex(slot)));
+        Value row =
+            k.addi(k.muli(k.toIndex(block), k.index(B)), k.toIndex(within));
+        src =
+            k.gep(cache, k.bf16,
+                  k.addi(k.muli(row, k.index(shape.numKvHeads * shape.headDim)),
+                         chunkOffset[i]));
       } else {
         int64_t group = gather == Gather::PerTile ? 0 : groupOf[i];
         if (chunk.cacheDelta)
@@ -640,14 +639,14 @@ void FlashEmitter::copyKeyTile(Value cache, int64_t region, Value kt,
       }
       Value bytes = Value();
       if (guarded) {
-        Value inRange = andi(k.cmpi(P::sge, key, lo32),
-                             k.cmpi(P::sle, key, last32));
+        Value inRange =
+            andi(k.cmpi(P::sge, key, lo32), k.cmpi(P::sle, key, last32));
         bytes = k.select(inRange, c32(16), c32(0));
       }
-      Value dst = chunk.sharedDelta
-                      ? sharedAt(firstDst, *chunk.sharedDelta)
-                      : sharedAt(sharedAt(sharedBase, chunk.sharedBytes),
-                                 region);
+      Value dst =
+          chunk.sharedDelta
+              ? sharedAt(firstDst, *chunk.sharedDelta)
+              : sharedAt(sharedAt(sharedBase, chunk.sharedBytes), region);
       cpAsync(dst, src, bytes);
     });
   }
@@ -670,7 +669,8 @@ void FlashEmitter::emit() {
   Value lane = k.remui(k.tid, k.index(kWarp));
   Value warp = k.divui(k.tid, k.index(kWarp));
   Value g = k.divui(lane, k.index(4)), c = k.remui(lane, k.index(4));
-  Value matrix = k.divui(lane, k.index(8)), matrixRow = k.remui(lane, k.index(8));
+  Value matrix = k.divui(lane, k.index(8)),
+        matrixRow = k.remui(lane, k.index(8));
   Value warpRow0 = k.muli(warp, k.index(warpRows));
 
   // Which (sequence, tile) this block computes: tiles are numbered in
@@ -687,8 +687,8 @@ void FlashEmitter::emit() {
         Value tiles = k.select(k.cmpi(P::sge, n, minRows),
                                k.divui(k.addi(n, k.index(R - 1)), cR), c0);
         Value after = k.addi(before, tiles);
-        Value hit = andi(k.cmpi(P::uge, blockX, before),
-                         k.cmpi(P::ult, blockX, after));
+        Value hit =
+            andi(k.cmpi(P::uge, blockX, before), k.cmpi(P::ult, blockX, after));
         return {after, k.select(hit, i, seq),
                 k.select(hit, k.subi(blockX, before), local), end};
       });
@@ -731,15 +731,13 @@ void FlashEmitter::emit() {
     Value unmaskedFirst = firstTile;
     if (window > 0) {
       Value edge = k.subi(last, k.index(window));
-      Value windowEnd =
-          k.select(k.cmpi(P::sge, edge, c0), k.divui(edge, k.index(N)),
-                   k.index(-1));
+      Value windowEnd = k.select(k.cmpi(P::sge, edge, c0),
+                                 k.divui(edge, k.index(N)), k.index(-1));
       unmaskedFirst = k.maxsi(firstTile, k.addi(windowEnd, c1));
     }
     Value unmaskedLast = k.minsi(lastTile, k.subi(diagStart, c1));
     Value none = k.cmpi(P::sgt, unmaskedFirst, unmaskedLast);
-    unmaskedFirst =
-        k.select(none, k.addi(lastTile, c1), unmaskedFirst);
+    unmaskedFirst = k.select(none, k.addi(lastTile, c1), unmaskedFirst);
     unmaskedLast = k.select(none, lastTile, unmaskedLast);
     Value diagCount = k.subi(lastTile, unmaskedLast);
     Value maskedCount = k.addi(diagCount, k.subi(unmaskedFirst, firstTile));
@@ -748,9 +746,9 @@ void FlashEmitter::emit() {
       Value diag = k.subi(lastTile, j);
       Value edge = k.addi(firstTile, k.subi(j, diagCount));
       Value plain = k.addi(unmaskedFirst, k.subi(j, maskedCount));
-      return toI32(k.select(
-          k.cmpi(P::slt, j, diagCount), diag,
-          k.select(k.cmpi(P::slt, j, maskedCount), edge, plain)));
+      return toI32(
+          k.select(k.cmpi(P::slt, j, diagCount), diag,
+                   k.select(k.cmpi(P::slt, j, maskedCount), edge, plain)));
     };
 
     smem = LLVM::AddressOfOp::create(b, ptr3, kDynamicShared);
@@ -804,21 +802,20 @@ void FlashEmitter::emit() {
     // K (B operand of S, plain): matrices (keys 0-7, dims 0-7), (keys 0-7,
     // dims 8-15), (keys 8-15, dims 0-7), (keys 8-15, dims 8-15): b0, b1 of
     // two adjacent 8-key tiles.
-    Value kLane = toI32(k.addi(
-        k.muli(k.addi(k.muli(k.divui(matrix, k.index(2)), k.index(8)),
-                      matrixRow),
-               k.index(rowBytes)),
-        k.muli(k.remui(matrix, k.index(2)), k.index(16))));
+    Value kLane = toI32(
+        k.addi(k.muli(k.addi(k.muli(k.divui(matrix, k.index(2)), k.index(8)),
+                             matrixRow),
+                      k.index(rowBytes)),
+               k.muli(k.remui(matrix, k.index(2)), k.index(16))));
 
     // V (B operand of O, transposed): matrices (keys 0-7, dims 0-7), (keys
     // 8-15, dims 0-7), (keys 0-7, dims 8-15), (keys 8-15, dims 8-15): b0,
     // b1 of two adjacent 8-dim tiles.
-    Value vLane = toI32(k.addi(
-        k.muli(k.addi(k.muli(k.remui(matrix, k.index(2)), k.index(8)),
-                      matrixRow),
-               k.index(rowBytes)),
-        k.muli(k.divui(matrix, k.index(2)), k.index(16))));
-
+    Value vLane = toI32(
+        k.addi(k.muli(k.addi(k.muli(k.remui(matrix, k.index(2)), k.index(8)),
+                             matrixRow),
+                      k.index(rowBytes)),
+               k.muli(k.divui(matrix, k.index(2)), k.index(16))));
 
     // qFrag[mt * dSteps + ks]
     SmallVector<SmallVector<Value, 4>> qFrag;
@@ -839,7 +836,6 @@ void FlashEmitter::emit() {
     // Loop state: O accumulators [mt][dTile][4], the row max and the lane's
     // partial row sum per (mt, half), then the block ids of the tile.
     const int64_t oCount = mTiles * dTiles * 4, rowCount = mTiles * 2;
-    const int64_t idCount = firstIds.size();
     SmallVector<Value> state(oCount, zero);
     state.append(rowCount, negInf);
     state.append(rowCount, zero);
@@ -865,8 +861,8 @@ void FlashEmitter::emit() {
       // This tile's stage, and the other one (double buffering).
       Value cur = base, other = base;
       if (doubleBuffer) {
-        Value stage = toI32(k.muli(k.remui(j, k.index(2)),
-                                   k.index(shape.stageBytes())));
+        Value stage =
+            toI32(k.muli(k.remui(j, k.index(2)), k.index(shape.stageBytes())));
         cur = sharedAt(base, stage);
         other = sharedAt(base, k.subi(c32(shape.stageBytes()), stage));
       }
@@ -881,8 +877,7 @@ void FlashEmitter::emit() {
         waitCopies();
         k.ifThen(k.cmpi(P::slt, nextJ, tileCount), [&] {
           copyKeyTile(keyCache, shape.kOffset(), nextKt, ids, masked, other);
-          copyKeyTile(valueCache, shape.vOffset(), nextKt, ids, masked,
-                      other);
+          copyKeyTile(valueCache, shape.vOffset(), nextKt, ids, masked, other);
         });
         NVVM::CpAsyncCommitGroupOp::create(b);
         nextIds = loadBlockIds(tileAt(k.addi(j, k.index(2))));
@@ -934,8 +929,8 @@ void FlashEmitter::emit() {
           a.push_back(shape.tiling.qInRegisters ? qFrag[mt * dSteps + ks]
                                                 : loadQ(qBase, mt, ks));
         for (int64_t np = 0; np < nTiles / 2; ++np) {
-          SmallVector<Value, 4> kb = ldmatrix4(
-              sharedAt(kBase, np * 16 * rowBytes + ks * 32), false);
+          SmallVector<Value, 4> kb =
+              ldmatrix4(sharedAt(kBase, np * 16 * rowBytes + ks * 32), false);
           for (int64_t mt = 0; mt < mTiles; ++mt)
             for (int64_t half = 0; half < 2; ++half) {
               int64_t at = (mt * nTiles + 2 * np + half) * 4;
@@ -948,8 +943,7 @@ void FlashEmitter::emit() {
       }
 
       if (masked) {
-        Value laneD =
-            k.addi(k.subi(k.muli(kt, c32(N)), pos032), laneDiag);
+        Value laneD = k.addi(k.subi(k.muli(kt, c32(N)), pos032), laneDiag);
         for (int64_t mt = 0; mt < mTiles; ++mt)
           for (int64_t nt = 0; nt < nTiles; ++nt)
             for (int64_t e = 0; e < 4; ++e) {
@@ -1004,8 +998,7 @@ void FlashEmitter::emit() {
       if (!doubleBuffer) {
         waitCopies();
         k.ifThen(k.cmpi(P::slt, nextJ, tileCount), [&] {
-          copyKeyTile(keyCache, shape.kOffset(), nextKt, nextIds, masked,
-                      base);
+          copyKeyTile(keyCache, shape.kOffset(), nextKt, nextIds, masked, base);
         });
         NVVM::CpAsyncCommitGroupOp::create(b);
       }
@@ -1048,8 +1041,8 @@ void FlashEmitter::emit() {
           continue;
         }
         for (int64_t dp = 0; dp < dTiles / 2; ++dp) {
-          SmallVector<Value, 4> vb = ldmatrix4(
-              sharedAt(vBase, kk * 16 * rowBytes + dp * 32), true);
+          SmallVector<Value, 4> vb =
+              ldmatrix4(sharedAt(vBase, kk * 16 * rowBytes + dp * 32), true);
           for (int64_t mt = 0; mt < mTiles; ++mt)
             for (int64_t half = 0; half < 2; ++half) {
               int64_t at = oAt(mt, 2 * dp + half, 0);
@@ -1072,15 +1065,14 @@ void FlashEmitter::emit() {
       next.append(nextIds);
       return next;
     };
-    state = k.loopCarry(c0, maskedCount, c1, state,
-                        [&](Value j, ValueRange st) {
-                          return tileStep(j, st, /*masked=*/true);
-                        });
+    state =
+        k.loopCarry(c0, maskedCount, c1, state, [&](Value j, ValueRange st) {
+          return tileStep(j, st, /*masked=*/true);
+        });
     state = k.loopCarry(maskedCount, tileCount, c1, state,
                         [&](Value j, ValueRange st) {
                           return tileStep(j, st, /*masked=*/false);
                         });
-    (void)idCount;
 
     // out = O / l, rows of this sequence only.
     Value outHead = k.muli(head, k.index(D));
@@ -1091,16 +1083,16 @@ void FlashEmitter::emit() {
         Value inv = k.div(k.constF32(1.0), sum);
         Value row = k.addi(warpRow0, k.addi(g, k.index(mt * 16 + half * 8)));
         k.ifThen(k.cmpi(P::ult, row, rowsValid), [&] {
-          Value base = k.addi(
-              k.addi(k.muli(k.addi(tokenBase, row), outStride), outHead),
-              k.muli(c, k.index(2)));
+          Value base =
+              k.addi(k.addi(k.muli(k.addi(tokenBase, row), outStride), outHead),
+                     k.muli(c, k.index(2)));
           for (int64_t dt = 0; dt < dTiles; ++dt) {
             Value o0 = k.mul(state[oAt(mt, dt, half * 2)], inv);
             Value o1 = k.mul(state[oAt(mt, dt, half * 2 + 1)], inv);
-            LLVM::StoreOp::create(b, packBf16(o0, o1),
-                                  k.gep(out, k.bf16,
-                                        k.addi(base, k.index(dt * 8))),
-                                  /*alignment=*/4);
+            LLVM::StoreOp::create(
+                b, packBf16(o0, o1),
+                k.gep(out, k.bf16, k.addi(base, k.index(dt * 8))),
+                /*alignment=*/4);
           }
         });
       }
@@ -1120,11 +1112,11 @@ LogicalResult declareDynamicShared(ModuleOp module,
   }
   OpBuilder builder(module.getContext());
   builder.setInsertionPointToStart(gpuModule.getBody());
-  LLVM::GlobalOp::create(
-      builder, module.getLoc(),
-      LLVM::LLVMArrayType::get(builder.getI8Type(), 0), /*isConstant=*/false,
-      LLVM::Linkage::External, kDynamicShared, Attribute(), /*alignment=*/16,
-      kSharedSpace);
+  LLVM::GlobalOp::create(builder, module.getLoc(),
+                         LLVM::LLVMArrayType::get(builder.getI8Type(), 0),
+                         /*isConstant=*/false, LLVM::Linkage::External,
+                         kDynamicShared, Attribute(), /*alignment=*/16,
+                         kSharedSpace);
   return success();
 }
 
@@ -1192,15 +1184,10 @@ buildFlashAttention(ModuleOp module,
               "[0, 32], got "
            << tiling.minBlocksPerSM;
 
-  Shape shape{params.numHeads,
-              cache.numKvHeads,
-              params.numHeads / cache.numKvHeads,
-              cache.headDim,
-              cache.blockSize,
-              params.slidingWindow,
-              params.scale,
-              minQueryRows,
-              tiling};
+  Shape shape{
+      params.numHeads, cache.numKvHeads, params.numHeads / cache.numKvHeads,
+      cache.headDim,   cache.blockSize,  params.slidingWindow,
+      params.scale,    minQueryRows,     tiling};
   std::string name =
       "flash_attention_h" + std::to_string(shape.numHeads) + "_kv" +
       std::to_string(shape.numKvHeads) + "_d" + std::to_string(shape.headDim) +
@@ -1214,16 +1201,14 @@ buildFlashAttention(ModuleOp module,
       tiling.minBlocksPerSM != defaults.minBlocksPerSM ||
       tiling.wgmma != defaults.wgmma ||
       tiling.doubleBuffer != defaults.doubleBuffer)
-    name += "_r" + std::to_string(shape.rows()) + "_n" +
-            std::to_string(tiling.keyTile) +
-            (tiling.qInRegisters ? "_qr" : "_qs") +
-            (tiling.warps != defaults.warps
-                 ? "_x" + std::to_string(tiling.warps)
-                 : std::string()) +
-            (tiling.wgmma ? "_wg" : "") + (tiling.doubleBuffer ? "_db" : "") +
-            (tiling.minBlocksPerSM
-                 ? "_o" + std::to_string(tiling.minBlocksPerSM)
-                 : std::string());
+    name +=
+        "_r" + std::to_string(shape.rows()) + "_n" +
+        std::to_string(tiling.keyTile) + (tiling.qInRegisters ? "_qr" : "_qs") +
+        (tiling.warps != defaults.warps ? "_x" + std::to_string(tiling.warps)
+                                        : std::string()) +
+        (tiling.wgmma ? "_wg" : "") + (tiling.doubleBuffer ? "_db" : "") +
+        (tiling.minBlocksPerSM ? "_o" + std::to_string(tiling.minBlocksPerSM)
+                               : std::string());
 
   std::vector<KernelArg> args = {ptrArg("q"),
                                  ptrArg("key_cache"),

@@ -162,8 +162,7 @@ protected:
     unsigned stores = 0, loads = 0;
     size_t at = line.find("spill ");
     ASSERT_NE(at, std::string::npos) << line;
-    ASSERT_EQ(std::sscanf(line.c_str() + at, "spill %u/%u", &stores, &loads),
-              2)
+    ASSERT_EQ(std::sscanf(line.c_str() + at, "spill %u/%u", &stores, &loads), 2)
         << line;
     bool narrow = name.find("_r64_") != std::string::npos;
     if (narrow)
@@ -271,8 +270,7 @@ TEST_F(FlashAttentionTest, RejectsBadParameters) {
     ASSERT_FALSE(messages.empty()) << expected;
     EXPECT_NE(messages.back().find(expected), std::string::npos)
         << messages.back();
-    EXPECT_EQ(messages.back().find('\n'), std::string::npos)
-        << messages.back();
+    EXPECT_EQ(messages.back().find('\n'), std::string::npos) << messages.back();
   };
   refused(buildFlashAttention(*scratch, attention(8, 2, 72, 0)),
           "multiple of 16 and at most 256, got 72");
@@ -347,8 +345,7 @@ TEST_F(FlashAttentionTest, WgmmaTilingsAssembleForSm90a) {
   for (const GpuKernel &kernel : built) {
     std::string body = entryBody(*ptx, kernel.name);
     ASSERT_FALSE(body.empty()) << kernel.name;
-    EXPECT_NE(body.find("wgmma.mma_async.sync.aligned.m64n"),
-              std::string::npos)
+    EXPECT_NE(body.find("wgmma.mma_async.sync.aligned.m64n"), std::string::npos)
         << kernel.name;
     EXPECT_NE(body.find("fence.proxy.async.shared::cta"), std::string::npos)
         << kernel.name;
