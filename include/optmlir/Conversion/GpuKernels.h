@@ -214,6 +214,72 @@ struct GemvParams {
 mlir::FailureOr<GpuKernel> buildGemv(mlir::ModuleOp module,
                                      const GemvParams &params);
 
+/// How flash_attention tiles its work (FlashAttention.cpp). The defaults are
+/// what buildFlashAttention uses: on an H100 (2026-11-23, bf16 causal, d 128,
+/// 32 heads) they ran at 333-336 TFLOP/s at 8 x 4k tokens and 350-354 at
+/// 2 x 16k, the fastest tiling measured; 16 rows per warp (Q in registers)
+/// ran at 270-285. The other choices exist to be measured
+/// (test/gpu/FLASH_ATTENTION.md).
+struct FlashAttentionTiling {
+  /// Warps per block, 4 or 8; the block's query tile is warps * warpRows
+  /// rows, and all its warps share each K and V tile.
+  int64_t warps = 4;
+  /// Query rows per warp: 16 (one m16 tile) or 32 (two, which share every
+  /// K and V fragment read from shared memory: half the shared-memory
+  /// traffic per mma, twice the accumulator registers; ptxas spills a few
+  /// words at 255 registers, and it is still the fastest).
+  int64_t warpRows = 32;
+  /// Keys per step of the main loop: 32 or 64.
+  int64_t keyTile = 64;
+  /// Q fragments stay in registers for the whole key loop (true), or are
+  /// read again from shared memory at every key tile (fewer registers).
+  bool qInRegisters = false;
+  /// Blocks per SM the register allocation must allow (nvvm.minctasm),
+  /// 0 for ptxas's own choice.
+  int64_t minBlocksPerSM = 0;
+  /// Hopper warpgroup MMA (wgmma.mma_async, sm_90a only: such a module does
+  /// not assemble for sm_80): each group of 4 warps multiplies its 64 rows
+  /// by K and V tiles read once from shared memory, instead of every warp
+  /// loading its own mma.sync fragments. Needs warpRows 16; Q comes from
+  /// registers (qInRegisters) or from shared memory through a descriptor.
+  /// Correct on an H100, but measured slower than the mma.sync default
+  /// (135-150 TFLOP/s with one warpgroup per block, 235-283 with two).
+  bool wgmma = false;
+  /// Two shared-memory stages of K and V: the copy of the next tile is
+  /// started right after the barrier that ends the current one, so it has
+  /// a whole tile of work to land (one barrier per tile instead of two).
+  /// Measured slower with the default tiling (more shared memory, more
+  /// spills): 289-317 TFLOP/s.
+  bool doubleBuffer = false;
+};
+
+/// flash_attention(q: [T, Hq, D], key_cache: [?, B, Hkv, D],
+///                 value_cache: [?, B, Hkv, D], query_start: i32 [S + 1],
+///                 context_len: i32 [S], block_table: i32 [S, M],
+///                 out: [T, Hq, D] (dense), T, S, q_row_stride, M)
+///   paged_attention's parameters, ABI and semantics (HostKernels.h) for
+///   prefill: only the sequences with n_s >= minQueryRows query rows are
+///   computed, and rows of the other sequences are not written (the decode
+///   kernel does those). Tensor cores (mma.sync m16n8k16, bf16 -> f32), Q
+///   tiles of warps * warpRows rows inside one sequence, keys gathered
+///   through the block table into shared memory with cp.async, online
+///   softmax in registers. D must be a multiple of 16, at most 256;
+///   scale > 0. The default tiling assembles for sm_80 and sm_90a.
+///   Launch: rowsPerBlock = warps * warpRows (default 128), gridXPerRow =
+///   1 + ceil(rowsPerBlock / minQueryRows) (a bound on the tile count;
+///   default 3), gridY = Hq, blockX = 32 * warps (default 128), and
+///   dynamicSharedBytes of dynamic shared memory (default 69,632 for d 128:
+///   above 48 KiB, so the launch must raise the kernel's limit, as
+///   optrt::cuda::launchKernel does). Blocks past the last tile return.
+mlir::FailureOr<GpuKernel>
+buildFlashAttention(mlir::ModuleOp module,
+                    const hostkernels::PagedAttentionParams &params,
+                    int64_t minQueryRows = 64);
+mlir::FailureOr<GpuKernel>
+buildFlashAttention(mlir::ModuleOp module,
+                    const hostkernels::PagedAttentionParams &params,
+                    int64_t minQueryRows, const FlashAttentionTiling &tiling);
+
 } // namespace gpukernels
 } // namespace optmlir
 
