@@ -684,8 +684,22 @@ LogicalResult Planner::planAttention(tfm::AttentionOp op) {
   scratch.sizeBytes = std::max<uint64_t>(scratch.sizeBytes, workspaceBytes);
   PlanArray workspace = denseArray(art::ArgKind::Buffer, attentionWorkspace,
                                    {int64_t(workspaceBytes / 4)});
+  // Sequences with many queries in the step (prefill, long chunks) go to
+  // the tensor-core flash kernel, the others (decode) to the split kernel;
+  // each leaves the other's rows alone. Head dims flash_attention does not
+  // tile stay on the split kernel alone.
+  const int64_t longQueryRows = 64;
+  bool flash = headDim % 16 == 0 && headDim <= 256 && attention.scale > 0.0;
+  if (flash &&
+      failed(gpuKernelCall(
+          op,
+          gpukernels::buildFlashAttention(*kernels, attention, longQueryRows),
+          {q, keys, values, starts, lengths, table, out}, pa::NumTokens)))
+    return failure();
   if (failed(gpuKernelCall(
-          op, gpukernels::buildPagedAttention(*kernels, attention),
+          op,
+          gpukernels::buildPagedAttention(*kernels, attention,
+                                          flash ? longQueryRows : 0),
           {q, keys, values, starts, lengths, table, out, workspace},
           pa::NumTokens)))
     return failure();
