@@ -808,7 +808,11 @@ buildPagedAttention(ModuleOp module,
                                  i32Arg("q_row_stride"),
                                  i32Arg("block_table_stride")};
   LaunchRule rule = perRow(blockX);
-  rule.gridY = l.headGroups * kMaxAttentionSplits;
+  // grid x covers (token, split) pairs: T of them with one split, at most
+  // target / headGroups with several (a grid with a y per split would
+  // launch millions of idle blocks for a long prefill).
+  rule.gridXFixed = std::max<int64_t>(1, kAttentionTargetBlocks / l.headGroups);
+  rule.gridY = l.headGroups;
   GpuKernel kernel{name, rule, args, w};
   bool exists;
   FailureOr<gpu::GPUModuleOp> gpuModule = prepare(module, name, exists);
@@ -845,12 +849,12 @@ buildPagedAttention(ModuleOp module,
   Value chunkValid = k.cmpi(P::ult, chunk, k.index(l.chunks));
   Value dOff = k.muli(k.minsi(chunk, k.index(l.chunks - 1)), k.index(w));
 
-  forRow(k, 8, [&](Value t) {
-    Value y = k.blockId(gpu::Dimension::y);
-    Value headGroup = k.remui(y, k.index(l.headGroups));
-    Value z = k.divui(y, k.index(l.headGroups));
-    Value splits = attentionSplits(k, l, numTokens);
-    k.ifThen(k.cmpi(P::ult, z, splits), [&] {
+  Value splits = attentionSplits(k, l, numTokens);
+  Value x = k.blockId(gpu::Dimension::x);
+  Value t = k.divui(x, splits), z = k.remui(x, splits);
+  Value headGroup = k.blockId(gpu::Dimension::y);
+  {
+    k.ifThen(k.cmpi(P::ult, t, numTokens), [&] {
       // The sequence of token t: the number of sequences ending at or
       // before it (empty ones included). Uniform across the block.
       Value s = k.loopCarry(
@@ -1105,7 +1109,7 @@ buildPagedAttention(ModuleOp module,
         });
       });
     });
-  });
+  }
   k.finish();
   return kernel;
 }

@@ -259,9 +259,11 @@ TEST_F(GpuKernelsTest, ModuleVerifiesAndLaunchRulesAreSane) {
   KvCacheShape cache{2, 64, 16};
   auto attn = gpukernels::buildPagedAttention(*scratch, {6, cache, 0.125, 0});
   ASSERT_TRUE(mlir::succeeded(attn));
-  EXPECT_EQ(attn->launch.gridX(5), 5);
-  // 6 query heads over 2 kv heads: 2 head groups of 3, up to 32 splits each.
-  EXPECT_EQ(attn->launch.gridY, 2 * 32);
+  // 6 query heads over 2 kv heads: 2 head groups of 3 along y; along x one
+  // block per token, or up to 512 / 2 (token, split) pairs for few tokens.
+  EXPECT_EQ(attn->launch.gridX(5), 5 + 256);
+  EXPECT_EQ(attn->launch.gridX(2048), 2048 + 256);
+  EXPECT_EQ(attn->launch.gridY, 2);
   EXPECT_EQ(attn->args.size(), 12u);
   // 256 counters, then 512 target blocks / 2 groups states per head, each
   // m, l and 64 floats.
