@@ -115,6 +115,27 @@ private:
   CudaGraphCache graphs;
 };
 
+/// A Gemm command's problem (PlanAbi.h: A, B, C and an optional bias) for
+/// the runtime scalars `scalars`.
+GemmProblem gemmProblem(const DecodedCommand &command,
+                        const int64_t *scalars) {
+  const Operand &a = command.operands[0], &b = command.operands[1],
+                &c = command.operands[2];
+  GemmProblem problem;
+  problem.m = a.sizes[0].resolve(scalars);
+  problem.k = a.sizes[1].resolve(scalars);
+  problem.n = b.sizes[0].resolve(scalars);
+  problem.lda = a.strides[0].resolve(scalars);
+  problem.ldb = b.strides[0].resolve(scalars);
+  problem.ldc = c.strides[0].resolve(scalars);
+  problem.a = a.address;
+  problem.b = b.address;
+  problem.c = c.address;
+  if (command.operands.size() == 4)
+    problem.bias = command.operands[3].address;
+  return problem;
+}
+
 /// 90 for "sm_90a", 0 when `target` names no chip.
 int chipNumber(std::string_view target) {
   if (target.substr(0, 3) != "sm_")
@@ -319,22 +340,9 @@ bool CudaExecutor::prepareGemms(std::string &error) {
       // As enqueue() builds it, for m rows (num_tokens or num_logit_rows).
       int64_t rows[pa::NumRuntimeScalars] = {};
       rows[pa::NumTokens] = rows[pa::NumLogitRows] = m;
-      const Operand &a = command.operands[0], &b = command.operands[1],
-                    &c = command.operands[2];
-      GemmProblem problem;
-      problem.m = a.sizes[0].resolve(rows);
-      problem.k = a.sizes[1].resolve(rows);
-      problem.n = b.sizes[0].resolve(rows);
-      problem.lda = a.strides[0].resolve(rows);
-      problem.ldb = b.strides[0].resolve(rows);
-      problem.ldc = c.strides[0].resolve(rows);
-      problem.a = a.address;
-      problem.b = b.address;
-      problem.c = c.address;
-      if (command.operands.size() == 4)
-        problem.bias = command.operands[3].address;
+      GemmProblem problem = gemmProblem(command, rows);
       // A gemm over a fixed number of rows has one bucket.
-      bool fixedRows = !a.sizes[0].isScalar;
+      bool fixedRows = !command.operands[0].sizes[0].isScalar;
       if ((!fixedRows || problem.m > gemvRows) &&
           !gemm->prepare(problem, error))
         return error = "command '" + command.name + "': " + error, false;
@@ -624,21 +632,8 @@ bool CudaExecutor::enqueue(CUstream cudaStream, std::string &error) {
     if (profiling && !profileEvents[index].record(stream, error))
       return false;
     if (command.kind == fb::CommandKind::Gemm) {
-      const Operand &a = command.operands[0], &b = command.operands[1],
-                    &c = command.operands[2];
-      GemmProblem problem;
-      problem.m = a.sizes[0].resolve(scalars);
-      problem.k = a.sizes[1].resolve(scalars);
-      problem.n = b.sizes[0].resolve(scalars);
-      problem.lda = a.strides[0].resolve(scalars);
-      problem.ldb = b.strides[0].resolve(scalars);
-      problem.ldc = c.strides[0].resolve(scalars);
-      problem.a = a.address;
-      problem.b = b.address;
-      problem.c = c.address;
       // A bias goes to cuBLASLt's epilogue (such gemms have no GEMV variants).
-      if (command.operands.size() == 4)
-        problem.bias = command.operands[3].address;
+      GemmProblem problem = gemmProblem(command, scalars);
       if (!problem.m)
         continue;
       size_t variant = 0;

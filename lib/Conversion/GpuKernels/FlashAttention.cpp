@@ -1210,17 +1210,7 @@ buildFlashAttention(ModuleOp module,
         (tiling.minBlocksPerSM ? "_o" + std::to_string(tiling.minBlocksPerSM)
                                : std::string());
 
-  std::vector<KernelArg> args = {ptrArg("q"),
-                                 ptrArg("key_cache"),
-                                 ptrArg("value_cache"),
-                                 ptrArg("query_start"),
-                                 ptrArg("context_len"),
-                                 ptrArg("block_table"),
-                                 ptrArg("out"),
-                                 i32Arg("T"),
-                                 i32Arg("S"),
-                                 i32Arg("q_row_stride"),
-                                 i32Arg("block_table_stride")};
+  std::vector<KernelArg> args = attentionArgs(/*withWorkspace=*/false);
   LaunchRule rule;
   rule.blockX = shape.threads();
   rule.rowsPerBlock = shape.rows();

@@ -795,18 +795,7 @@ buildPagedAttention(ModuleOp module,
       std::to_string(params.slidingWindow) + attentionSplitSuffix(l) +
       (longQueryRows ? "_q" + std::to_string(longQueryRows) : "");
   const int64_t blockX = kAttentionWarps * kWarp;
-  std::vector<KernelArg> args = {ptrArg("q"),
-                                 ptrArg("key_cache"),
-                                 ptrArg("value_cache"),
-                                 ptrArg("query_start"),
-                                 ptrArg("context_len"),
-                                 ptrArg("block_table"),
-                                 ptrArg("out"),
-                                 ptrArg("workspace"),
-                                 i32Arg("T"),
-                                 i32Arg("S"),
-                                 i32Arg("q_row_stride"),
-                                 i32Arg("block_table_stride")};
+  std::vector<KernelArg> args = attentionArgs(/*withWorkspace=*/true);
   LaunchRule rule = perRow(blockX);
   // grid x covers (token, split) pairs: T of them with one split, at most
   // target / headGroups with several (a grid with a y per split would

@@ -403,6 +403,20 @@ public:
   Type f32, f64, bf16, i32, i64, ptr;
 };
 
+/// The parameters of the attention kernels over the paged cache
+/// (paged_attention's ABI, GpuKernels.h), with the split kernel's scratch.
+inline std::vector<KernelArg> attentionArgs(bool withWorkspace) {
+  std::vector<KernelArg> args = {
+      ptrArg("q"),           ptrArg("key_cache"),   ptrArg("value_cache"),
+      ptrArg("query_start"), ptrArg("context_len"), ptrArg("block_table"),
+      ptrArg("out")};
+  if (withWorkspace)
+    args.push_back(ptrArg("workspace"));
+  for (const char *scalar : {"T", "S", "q_row_stride", "block_table_stride"})
+    args.push_back(i32Arg(scalar));
+  return args;
+}
+
 /// Guards the body of a kernel whose grid.x counts rows: blocks past the
 /// row count argument return.
 inline void forRow(KernelBuilder &k, unsigned rowCountArg,
