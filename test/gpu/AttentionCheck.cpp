@@ -115,9 +115,17 @@ void fillRandom(std::vector<uint16_t> &data, uint64_t seed, float scale) {
 
 struct KernelInfo {
   std::string name, variant, role;
+  /// "flash" (owns sequences of minq or more queries) or "paged" (the split
+  /// decode kernel: owns the others, needs a zeroed workspace).
+  std::string kind = "flash";
   int hq = 0, hkv = 0, d = 0, blockSize = 0, window = 0, minq = 0;
-  int rows = 0, gridXPerRow = 0, gridY = 0, block = 0, smem = 0;
+  int rows = 0, gridXPerRow = 0, gridXFixed = 0, gridY = 0, block = 0,
+      smem = 0;
+  int64_t workspace = 0;
   double scale = 0;
+  bool paged() const { return kind == "paged"; }
+  /// Whether this kernel writes the rows of a sequence of n queries.
+  bool owns(int n) const { return paged() ? n < minq : n >= minq; }
 };
 
 bool readManifest(const std::string &path, std::vector<KernelInfo> &kernels,
@@ -155,6 +163,12 @@ bool readManifest(const std::string &path, std::vector<KernelInfo> &kernels,
       k.block = std::stoi(kv.at("block"));
       k.smem = std::stoi(kv.at("smem"));
       k.scale = std::stod(kv.at("scale"));
+      if (kv.count("kind"))
+        k.kind = kv.at("kind");
+      if (kv.count("gridxfixed"))
+        k.gridXFixed = std::stoi(kv.at("gridxfixed"));
+      if (kv.count("workspace"))
+        k.workspace = std::stoll(kv.at("workspace"));
     } catch (const std::exception &) {
       error = "bad manifest line: " + line;
       return false;
@@ -255,7 +269,8 @@ void makeBatch(Batch &batch, uint64_t seed, float qScale, bool denseQ) {
 }
 
 struct DeviceBatch {
-  DeviceBuffer q, keyCache, valueCache, queryStart, contextLen, blockTable, out;
+  DeviceBuffer q, keyCache, valueCache, queryStart, contextLen, blockTable, out,
+      workspace;
 };
 
 template <typename T>
@@ -276,23 +291,29 @@ bool uploadBatch(CudaStream &stream, const Batch &batch, DeviceBatch &dev,
          upload(stream, dev.queryStart, batch.queryStart, error) &&
          upload(stream, dev.contextLen, batch.contextLen, error) &&
          upload(stream, dev.blockTable, batch.blockTable, error) &&
-         upload(stream, dev.out, batch.out, error) && stream.synchronize(error);
+         upload(stream, dev.out, batch.out, error) &&
+         (batch.kernel->workspace == 0 ||
+          (dev.workspace.create(uint64_t(batch.kernel->workspace), error) &&
+           stream.memset(dev.workspace.ptr(), 0,
+                         uint64_t(batch.kernel->workspace), error))) &&
+         stream.synchronize(error);
 }
 
 bool launch(CudaKernel &fn, const KernelInfo &k, CudaStream &stream,
             DeviceBatch &dev, const Batch &batch, std::string &error) {
-  CUdeviceptr ptrs[7] = {dev.q.ptr(),          dev.keyCache.ptr(),
+  CUdeviceptr ptrs[8] = {dev.q.ptr(),          dev.keyCache.ptr(),
                          dev.valueCache.ptr(), dev.queryStart.ptr(),
                          dev.contextLen.ptr(), dev.blockTable.ptr(),
-                         dev.out.ptr()};
+                         dev.out.ptr(),        dev.workspace.ptr()};
   int32_t scalars[4] = {batch.T, batch.S, batch.qStride, batch.M};
   std::vector<void *> args;
-  for (CUdeviceptr &p : ptrs)
-    args.push_back(&p);
+  for (int i = 0; i < (k.paged() ? 8 : 7); ++i)
+    args.push_back(&ptrs[i]);
   for (int32_t &v : scalars)
     args.push_back(&v);
   LaunchConfig config;
-  config.grid[0] = unsigned(k.gridXPerRow * ((batch.T + k.rows - 1) / k.rows));
+  config.grid[0] = unsigned(k.gridXPerRow * ((batch.T + k.rows - 1) / k.rows) +
+                           k.gridXFixed);
   config.grid[1] = unsigned(k.gridY);
   config.block[0] = unsigned(k.block);
   config.sharedBytes = unsigned(k.smem);
@@ -342,7 +363,7 @@ Errors checkBatch(const Batch &batch, bool sampleRows, uint64_t seed) {
   for (int s = 0; s < batch.S; ++s) {
     const Seq &seq = batch.seqs[s];
     int start = batch.queryStart[s];
-    if (seq.n < k.minq) {
+    if (!k.owns(seq.n)) {
       for (int64_t e = int64_t(start) * outRow;
            e < int64_t(start + seq.n) * outRow; ++e)
         if (batch.out[e] != kUnwritten)
@@ -459,6 +480,21 @@ std::vector<CaseSpec> checkCases(const KernelInfo &k) {
   cases.push_back(
       {"long+prefix", {{1500, 1500 + 333}, {3, 900}, {777, 777}}, 1.0f, false});
   cases.push_back({"peaky", {{257, 300}, {1, 50}, {96, 96}}, 4.0f, false});
+  if (k.paged()) {
+    // Decode steps of fewer than 64 tokens split the context over blocks
+    // (the last split merges): one token, a few, contexts from 1 key to
+    // 20k, not multiples of the block size; and chunks of 2-63 queries.
+    cases.push_back({"decode 1x1", {{1, 1}}, 1.0f, false});
+    cases.push_back({"decode 1x20001", {{1, 20001}}, 1.0f, true});
+    cases.push_back({"decode 7 mixed",
+                     {{1, 1}, {1, 17}, {1, 100}, {1, 1000}, {1, 4097},
+                      {1, 33}, {1, 2}},
+                     1.0f,
+                     false});
+    cases.push_back(
+        {"decode 40x777", std::vector<Seq>(40, {1, 777}), 1.0f, false});
+    cases.push_back({"chunks", {{2, 500}, {63, 63}, {5, 3000}}, 4.0f, false});
+  }
   return cases;
 }
 
@@ -467,6 +503,8 @@ struct Result {
   int hq, hkv, d, window;
   Errors errors;
   double ms = 0, tflops = 0;
+  /// Decode kernels: K and V bytes read over the time, GB/s.
+  double gbps = 0;
   bool bench = false;
 };
 
@@ -577,10 +615,16 @@ int main(int argc, char **argv) {
       }
       std::sort(times.begin(), times.end());
       result.ms = times[times.size() / 2];
-      double flops = 0;
-      for (const Seq &s : spec.seqs)
+      double flops = 0, kvBytes = 0;
+      for (const Seq &s : spec.seqs) {
         flops += 4.0 * double(s.n) * s.n * k.d * k.hq / 2;
+        kvBytes += 2.0 * s.ctx * k.hkv * k.d * 2;
+      }
       result.tflops = flops / (result.ms * 1e-3) / 1e12;
+      if (k.paged()) {
+        result.tflops = 0;
+        result.gbps = kvBytes / (result.ms * 1e-3) / 1e9;
+      }
     }
     return true;
   };
@@ -598,7 +642,15 @@ int main(int argc, char **argv) {
     std::vector<std::pair<CaseSpec, bool>> cases;
     for (const CaseSpec &c : checkCases(k))
       cases.push_back({c, false});
-    if (k.role == "bench") {
+    if (k.role == "bench" && k.paged()) {
+      // Decode at 8k to 32k of context: bound by reading the KV cache.
+      for (auto [count, ctx] : std::vector<std::pair<int, int>>{
+               {1, 32768}, {8, 8192}, {16, 16384}, {64, 8192}})
+        cases.push_back({{"decode " + std::to_string(count) + "x" +
+                              std::to_string(ctx),
+                          std::vector<Seq>(count, {1, ctx}), 1.0f, true},
+                         true});
+    } else if (k.role == "bench") {
       CaseSpec b4k{"causal 8x4k", std::vector<Seq>(8, {4096, 4096}), 1.0f,
                    true};
       CaseSpec b16k{"causal 2x16k", std::vector<Seq>(2, {16384, 16384}), 1.0f,
@@ -637,7 +689,8 @@ int main(int argc, char **argv) {
                   << " nonfinite " << r.errors.nonFinite;
       if (r.bench && bench)
         std::cout << " | " << fmt(r.ms, "%.3f") << " ms "
-                  << fmt(r.tflops, "%.1f") << " TFLOP/s";
+                  << (k.paged() ? fmt(r.gbps, "%.0f") + " GB/s of KV"
+                                : fmt(r.tflops, "%.1f") + " TFLOP/s");
       std::cout << " (" << fmt(secs, "%.1f") << " s)\n";
       if (!pass)
         for (const std::string &e : r.errors.examples)
@@ -669,9 +722,17 @@ int main(int argc, char **argv) {
     std::printf("%-16s %-6s %-14s %10s %10s\n", "variant", "kv", "shape", "ms",
                 "TFLOP/s");
     for (const Result &r : results)
-      if (r.bench)
+      if (r.bench && r.gbps == 0)
         std::printf("%-16s %-6d %-14s %10.3f %10.1f\n", r.variant.c_str(),
                     r.hkv, r.label.c_str(), r.ms, r.tflops);
+    std::cout << "\n== speed (bf16 split decode attention, d128, 32 heads) "
+                 "==\n";
+    std::printf("%-16s %-6s %-16s %10s %14s\n", "variant", "kv", "shape", "ms",
+                "KV GB/s");
+    for (const Result &r : results)
+      if (r.bench && r.gbps > 0)
+        std::printf("%-16s %-6d %-16s %10.3f %14.0f\n", r.variant.c_str(),
+                    r.hkv, r.label.c_str(), r.ms, r.gbps);
   }
 
   if (!jsonPath.empty()) {
@@ -689,7 +750,8 @@ int main(int argc, char **argv) {
          << ", \"pass\": " << (r.errors.pass() ? "true" : "false")
          << ", \"bench\": " << (r.bench ? "true" : "false")
          << ", \"ms\": " << fmt(r.ms, "%.6g")
-         << ", \"tflops\": " << fmt(r.tflops, "%.6g") << "}"
+         << ", \"tflops\": " << fmt(r.tflops, "%.6g")
+         << ", \"kv_gbps\": " << fmt(r.gbps, "%.6g") << "}"
          << (i + 1 < results.size() ? ",\n" : "\n");
     }
     os << "]}\n";

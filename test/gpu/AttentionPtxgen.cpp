@@ -2,8 +2,9 @@
 //
 // attention-ptxgen OUTDIR [--chip sm_90a] [--no-cubin]
 //
-// The compiler half of the flash-attention harness (test/gpu/README.md):
-// builds flash_attention for the configurations the checker runs, lowers
+// The compiler half of the attention harness (test/gpu/README.md): builds
+// flash_attention and the split decode paged_attention for the
+// configurations the checker runs, lowers
 // them to PTX for one chip, assembles a cubin with ptxas when it is there
 // (so that the GPU machine does not JIT tens of large kernels), and writes
 //   OUTDIR/flash_CHIP.ptx, OUTDIR/flash_CHIP.cubin, OUTDIR/ptxas_CHIP.txt
@@ -141,6 +142,42 @@ int main(int argc, char **argv) {
       mlir::ModuleOp::create(mlir::UnknownLoc::get(&context));
   std::ostringstream manifest;
   manifest << "# attention-ptxgen manifest: one kernel per line\n";
+  // The split decode kernel as GPU plans use it: it leaves sequences of 64+
+  // queries to flash_attention; its workspace starts zeroed.
+  for (int64_t d : {64, 80, 96, 128})
+    for (auto [h, kv] : std::vector<std::pair<int64_t, int64_t>>{
+             {4, 4}, {8, 2}, {8, 1}, {32, 8}, {32, 32}})
+      for (int64_t window : {0, 100}) {
+        bool timed = d == 128 && h == 32 && window == 0;
+        if (h == 32 && !timed)
+          continue;
+        hostkernels::PagedAttentionParams params;
+        params.numHeads = h;
+        params.cache = {kv, d, 16};
+        params.scale = 1.0 / std::sqrt(double(d));
+        params.slidingWindow = window;
+        const int64_t longQueryRows = 64;
+        mlir::FailureOr<GpuKernel> kernel =
+            buildPagedAttention(*module, params, longQueryRows);
+        if (mlir::failed(kernel)) {
+          std::cerr << "attention-ptxgen: building a kernel failed\n";
+          return 1;
+        }
+        const LaunchRule &rule = kernel->launch;
+        char scale[64];
+        std::snprintf(scale, sizeof(scale), "%.17g", params.scale);
+        manifest << "kernel name=" << kernel->name << " kind=paged hq=" << h
+                 << " hkv=" << kv << " d=" << d << " b=16 scale=" << scale
+                 << " window=" << window << " minq=" << longQueryRows
+                 << " rows=" << rule.rowsPerBlock
+                 << " gridxperrow=" << rule.gridXPerRow
+                 << " gridxfixed=" << rule.gridXFixed
+                 << " gridy=" << rule.gridY << " block=" << rule.blockX
+                 << " smem=" << rule.dynamicSharedBytes
+                 << " workspace=" << pagedAttentionWorkspaceBytes(params)
+                 << " variant=split role=" << (timed ? "bench" : "check")
+                 << "\n";
+      }
   for (const Config &config : configs()) {
     hostkernels::PagedAttentionParams params;
     params.numHeads = config.heads;
