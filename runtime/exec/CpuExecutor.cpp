@@ -171,10 +171,11 @@ bool CpuExecutor::load(const ExecutorOptions &options, std::string &error) {
   const fb::ModelInfo &model = artifact.model();
   const fb::KVCacheLayout *kv = artifact.kvCache();
   const fb::Plan &plan = artifact.plan();
-  if (!kv || kv->dtype() != fb::DType::F32 ||
+  if (!kv ||
+      (kv->dtype() != fb::DType::F32 && kv->dtype() != fb::DType::F8E4M3) ||
       model.activation_dtype() != fb::DType::F32)
     return error = "the artifact is not compiled for the CPU target "
-                   "(f32 activations and KV cache)",
+                   "(f32 activations, an f32 or fp8 e4m3 KV cache)",
            false;
   if (!plan.runtime_scalars() ||
       plan.runtime_scalars()->size() != pa::NumRuntimeScalars)
@@ -196,8 +197,9 @@ bool CpuExecutor::load(const ExecutorOptions &options, std::string &error) {
   lims.blockSize = kv->block_size();
   maxBlocksPerSeq = (lims.maxContextLength + lims.blockSize - 1) /
                     lims.blockSize;
+  const uint64_t kvElementBytes = kv->dtype() == fb::DType::F8E4M3 ? 1 : 4;
   kvBlockBytes = uint64_t(kv->block_size()) * kv->num_kv_heads() *
-                 kv->head_dim() * sizeof(float);
+                 kv->head_dim() * kvElementBytes;
   uint64_t perBlock = kvBlockBytes * 2 * kv->num_layers();
   // ExecutorOptions::gpuMemoryUtilization is for GPUs: ignored here.
   uint64_t kvBytes =

@@ -78,6 +78,12 @@ cl::opt<int64_t> compileMaxTokens(
     "max-tokens-per-step",
     cl::desc("Most tokens one step may carry (sizes the activations)"),
     cl::init(2048), cl::sub(compileCommand));
+cl::opt<std::string> compileKvCacheDtype(
+    "kv-cache-dtype",
+    cl::desc("How the KV cache stores keys and values: auto (the target's "
+             "activation type: f32 on the CPU, bf16 on GPUs) or fp8e4m3 (one "
+             "byte, CPU target so far)"),
+    cl::init("auto"), cl::sub(compileCommand));
 cl::opt<bool> compileNoFusion("no-fusion",
                               cl::desc("Skip the projection fusion passes"),
                               cl::init(false), cl::sub(compileCommand));
@@ -251,6 +257,11 @@ int runCompile() {
   }
   if (compileMaxTokens < 1 || compileMaxTokens > (1 << 20))
     return fail("--max-tokens-per-step must be in [1, 1048576]");
+  if (compileKvCacheDtype == "fp8e4m3")
+    options.kvElementType = optmlir::hostkernels::KvElementType::F8E4M3;
+  else if (compileKvCacheDtype != "auto")
+    return fail("--kv-cache-dtype=" + compileKvCacheDtype +
+                ": unknown (expected auto or fp8e4m3)");
 
   mlir::DialectRegistry registry;
   optmlir::registerHostCodegenDialects(registry);

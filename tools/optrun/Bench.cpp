@@ -66,10 +66,10 @@ ModelCost modelCost(const optrt::artifact::Artifact &artifact) {
   cost.numLayers = model.num_layers();
   cost.numHeads = model.num_heads();
   cost.headDim = model.head_dim();
-  uint64_t kvElementBytes = kv && kv->dtype() == optrt::fb::DType::F32 ? 4 : 2;
   if (kv)
     cost.kvBytesPerToken = 2ull * kv->num_layers() * kv->num_kv_heads() *
-                           kv->head_dim() * kvElementBytes;
+                           kv->head_dim() *
+                           optrt::artifact::dtypeBits(kv->dtype()) / 8;
   for (size_t i = 0; i < artifact.numWeights(); ++i) {
     const optrt::fb::WeightEntry &w = artifact.weight(i);
     cost.weightBytes += w.size();

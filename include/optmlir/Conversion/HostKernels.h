@@ -131,13 +131,31 @@ mlir::FailureOr<std::string> buildAdd(mlir::ModuleOp module, int64_t hidden);
 mlir::FailureOr<std::string> buildAddBias(mlir::ModuleOp module,
                                           int64_t features);
 
+/// How the KV cache stores its elements.
+enum class KvElementType {
+  /// The target's activation type: f32 on the host, bf16 on GPUs.
+  Native,
+  /// fp8 e4m3 (OCP "fn": max 448, no infinities) in one byte, without a
+  /// scale: values are rounded to nearest even and saturate at +-448
+  /// (vLLM's fp8 cache with a scale of 1). Host target only so far.
+  F8E4M3,
+};
+
 /// Shape of one layer's paged KV cache: key and value caches are each
-/// f32 [numBlocks, blockSize, numKvHeads, headDim], numBlocks dynamic.
+/// [numBlocks, blockSize, numKvHeads, headDim] of `elementType` (f32 or
+/// i8 bytes of fp8 e4m3 on the host), numBlocks dynamic.
 struct KvCacheShape {
   int64_t numKvHeads = 0;
   int64_t headDim = 0;
   int64_t blockSize = 16;
+  KvElementType elementType = KvElementType::Native;
 };
+
+/// The fp8 e4m3 byte for `value` as the kernels write it (round to nearest
+/// even, saturate at +-448, NaN to +448), and back: the reference the
+/// kernels are tested against.
+uint8_t encodeF8E4M3(float value);
+float decodeF8E4M3(uint8_t byte);
 
 /// kv_write(k: [T, Hkv, D] (strided), v: [T, Hkv, D] (strided),
 ///          key_cache: [?, B, Hkv, D] (in/out), value_cache: [?, B, Hkv, D]

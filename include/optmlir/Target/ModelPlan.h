@@ -13,6 +13,7 @@
 #ifndef OPTMLIR_TARGET_MODELPLAN_H
 #define OPTMLIR_TARGET_MODELPLAN_H
 
+#include "optmlir/Conversion/HostKernels.h"
 #include "optmlir/Target/HostCodegen.h"
 #include "runtime/artifact/ArtifactTypes.h"
 
@@ -31,6 +32,9 @@ struct ModelPlanOptions {
   int64_t maxTokensPerStep = 2048;
   /// Tokens per KV-cache block.
   int64_t blockSize = 16;
+  /// How the KV cache stores keys and values (fp8 e4m3: host target only).
+  hostkernels::KvElementType kvElementType =
+      hostkernels::KvElementType::Native;
   /// Host code generation.
   HostCodegenOptions codegen;
   /// NVIDIA GPU chip, e.g. "sm_90a" or "sm_80".

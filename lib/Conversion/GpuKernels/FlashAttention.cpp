@@ -1146,6 +1146,9 @@ buildFlashAttention(ModuleOp module,
     return module.emitError()
            << "gpu kernel: head count " << params.numHeads
            << " is not a multiple of the kv head count " << cache.numKvHeads;
+  if (cache.elementType != hostkernels::KvElementType::Native)
+    return module.emitError()
+           << "gpu kernel: only a bf16 KV cache is generated for GPUs so far";
   if (cache.headDim % 16 != 0 || cache.headDim > 256)
     return module.emitError()
            << "gpu kernel: flash attention needs a head dim that is a "

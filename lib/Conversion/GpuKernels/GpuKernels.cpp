@@ -421,6 +421,9 @@ FailureOr<GpuKernel> buildSwiGLU(ModuleOp module, int64_t intermediate) {
 
 static LogicalResult checkCache(ModuleOp module,
                                 const hostkernels::KvCacheShape &cache) {
+  if (cache.elementType != hostkernels::KvElementType::Native)
+    return module.emitError()
+           << "gpu kernel: only a bf16 KV cache is generated for GPUs so far";
   return success(
       succeeded(checkPositive(module, "kv head count", cache.numKvHeads)) &&
       succeeded(checkPositive(module, "head dim", cache.headDim)) &&

@@ -24,6 +24,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <cstdio>
 
 using namespace mlir;
@@ -85,6 +86,87 @@ public:
   }
   void vstore(Value value, Value memref, ValueRange indices) {
     vector::StoreOp::create(b, value, memref, indices);
+  }
+  /// `width` cache elements as f32: fp8 e4m3 bytes are decoded.
+  Value vloadCache(int64_t width, Value memref, ValueRange indices) {
+    auto type = cast<MemRefType>(memref.getType());
+    if (!type.getElementType().isInteger(8))
+      return vload(width, memref, indices);
+    Value bytes = vector::LoadOp::create(
+        b, vec(width, b.getI8Type()), memref, indices);
+    return decodeE4M3(bytes);
+  }
+  /// Stores f32 `value` into the cache, as fp8 e4m3 bytes where it has them.
+  void vstoreCache(Value value, Value memref, ValueRange indices) {
+    auto type = cast<MemRefType>(memref.getType());
+    vstore(type.getElementType().isInteger(8) ? encodeE4M3(value) : value,
+           memref, indices);
+  }
+  /// vector<w x f32> to fp8 e4m3 bytes: round to nearest even on the f32
+  /// bits, saturate at 448 (NaN too), subnormals below 2^-6 in steps of
+  /// 2^-9 (encodeF8E4M3 is the reference).
+  Value encodeE4M3(Value value) {
+    int64_t w = cast<VectorType>(value.getType()).getNumElements();
+    auto i32s = [&](int64_t c) {
+      return splat(arith::ConstantOp::create(b, b.getI32IntegerAttr(c)), w);
+    };
+    VectorType intType = vec(w, b.getI32Type());
+    Value bits = arith::BitcastOp::create(b, intType, value);
+    Value sign = arith::AndIOp::create(
+        b, arith::ShRUIOp::create(b, bits, i32s(24)), i32s(0x80));
+    Value magnitude = arith::BitcastOp::create(
+        b, vec(w), arith::AndIOp::create(b, bits, i32s(0x7fffffff)));
+    // minnumf: NaN gives 448 too.
+    magnitude = arith::MinNumFOp::create(b, magnitude, splat(constF32(448.0), w));
+    Value magBits = arith::BitcastOp::create(b, intType, magnitude);
+    Value lsb = arith::AndIOp::create(
+        b, arith::ShRUIOp::create(b, magBits, i32s(20)), i32s(1));
+    Value rounded = arith::ShRUIOp::create(
+        b,
+        arith::AddIOp::create(
+            b, magBits, arith::AddIOp::create(b, lsb, i32s(0x7ffff))),
+        i32s(20));
+    // f32 exponent e and 3 mantissa bits -> e4m3 exponent e - 127 + 7.
+    Value normal = arith::SubIOp::create(b, rounded, i32s(120 << 3));
+    Value subnormal = arith::FPToSIOp::create(
+        b, intType,
+        math::RoundEvenOp::create(b, mul(magnitude, splat(constF32(512.0), w))));
+    Value isSubnormal = arith::CmpFOp::create(
+        b, arith::CmpFPredicate::OLT, magnitude,
+        splat(constF32(1.0 / 64.0), w));
+    Value code = arith::SelectOp::create(b, isSubnormal, subnormal, normal);
+    return arith::TruncIOp::create(b, vec(w, b.getI8Type()),
+                                   arith::OrIOp::create(b, code, sign));
+  }
+  /// fp8 e4m3 bytes to vector<w x f32> (decodeF8E4M3 is the reference).
+  Value decodeE4M3(Value bytes) {
+    int64_t w = cast<VectorType>(bytes.getType()).getNumElements();
+    auto i32s = [&](int64_t c) {
+      return splat(arith::ConstantOp::create(b, b.getI32IntegerAttr(c)), w);
+    };
+    VectorType intType = vec(w, b.getI32Type());
+    Value v = arith::ExtUIOp::create(b, intType, bytes);
+    Value sign = arith::ShLIOp::create(
+        b, arith::AndIOp::create(b, v, i32s(0x80)), i32s(24));
+    Value exponent = arith::AndIOp::create(
+        b, arith::ShRUIOp::create(b, v, i32s(3)), i32s(0xf));
+    Value mantissa = arith::AndIOp::create(b, v, i32s(7));
+    Value normalBits = arith::OrIOp::create(
+        b,
+        arith::ShLIOp::create(b, arith::AddIOp::create(b, exponent, i32s(120)),
+                              i32s(23)),
+        arith::ShLIOp::create(b, mantissa, i32s(20)));
+    Value subnormal = mul(arith::SIToFPOp::create(b, vec(w), mantissa),
+                          splat(constF32(1.0 / 512.0), w));
+    Value isSubnormal = arith::CmpIOp::create(b, arith::CmpIPredicate::eq,
+                                              exponent, i32s(0));
+    Value magnitude = arith::SelectOp::create(
+        b, isSubnormal, subnormal,
+        arith::BitcastOp::create(b, vec(w), normalBits));
+    return arith::BitcastOp::create(
+        b, vec(w),
+        arith::OrIOp::create(
+            b, arith::BitcastOp::create(b, intType, magnitude), sign));
   }
   /// An i32 index argument (ids, positions, slots) as an index.
   Value loadIndex(Value memref, ValueRange indices) {
@@ -209,8 +291,16 @@ MemRefType headsType(Type f32, int64_t heads, int64_t headDim) {
 }
 
 MemRefType cacheType(Type f32, const KvCacheShape &cache) {
+  Type element = cache.elementType == KvElementType::F8E4M3
+                     ? Type(IntegerType::get(f32.getContext(), 8))
+                     : f32;
   return MemRefType::get(
-      {kDynamic, cache.blockSize, cache.numKvHeads, cache.headDim}, f32);
+      {kDynamic, cache.blockSize, cache.numKvHeads, cache.headDim}, element);
+}
+
+/// The kernel name suffix of a cache's element type.
+std::string cacheSuffix(const KvCacheShape &cache) {
+  return cache.elementType == KvElementType::F8E4M3 ? "_f8e4m3" : "";
 }
 
 MemRefType indexVectorType(MLIRContext *context) {
@@ -645,13 +735,39 @@ static LogicalResult checkCache(ModuleOp module, const KvCacheShape &cache) {
       succeeded(checkPositive(module, "block size", cache.blockSize)));
 }
 
+uint8_t encodeF8E4M3(float value) {
+  uint32_t bits;
+  std::memcpy(&bits, &value, 4);
+  uint32_t sign = (bits >> 24) & 0x80;
+  float magnitude = std::fabs(value);
+  magnitude = std::isnan(magnitude) ? 448.0f : std::min(magnitude, 448.0f);
+  if (magnitude < 1.0f / 64.0f)
+    return uint8_t(sign | uint32_t(std::nearbyint(magnitude * 512.0f)));
+  uint32_t magBits;
+  std::memcpy(&magBits, &magnitude, 4);
+  uint32_t rounded = (magBits + 0x7ffff + ((magBits >> 20) & 1)) >> 20;
+  return uint8_t(sign | (rounded - (120u << 3)));
+}
+
+float decodeF8E4M3(uint8_t byte) {
+  uint32_t exponent = (byte >> 3) & 0xf, mantissa = byte & 7;
+  float magnitude;
+  if (exponent == 0) {
+    magnitude = float(mantissa) / 512.0f;
+  } else {
+    uint32_t bits = ((exponent + 120) << 23) | (mantissa << 20);
+    std::memcpy(&magnitude, &bits, 4);
+  }
+  return (byte & 0x80) ? -magnitude : magnitude;
+}
+
 FailureOr<std::string> buildKvWrite(ModuleOp module,
                                     const KvCacheShape &cache) {
   if (failed(checkCache(module, cache)))
     return failure();
   std::string name = "kv_write_kv" + std::to_string(cache.numKvHeads) + "_d" +
                      std::to_string(cache.headDim) + "_b" +
-                     std::to_string(cache.blockSize);
+                     std::to_string(cache.blockSize) + cacheSuffix(cache);
   bool exists;
   if (failed(prepare(module, name, exists)))
     return failure();
@@ -678,10 +794,10 @@ FailureOr<std::string> buildKvWrite(ModuleOp module,
           arith::RemUIOp::create(k.b, slotIndex, k.index(cache.blockSize));
       k.loop(k.index(0), k.index(cache.numKvHeads), [&](Value h) {
         k.chunks(cache.headDim, [&](Value off, int64_t w) {
-          k.vstore(k.vload(w, key, {t, h, off}), keyCache,
-                   {block, offset, h, off});
-          k.vstore(k.vload(w, value, {t, h, off}), valueCache,
-                   {block, offset, h, off});
+          k.vstoreCache(k.vload(w, key, {t, h, off}), keyCache,
+                        {block, offset, h, off});
+          k.vstoreCache(k.vload(w, value, {t, h, off}), valueCache,
+                        {block, offset, h, off});
         });
       });
     });
@@ -709,7 +825,7 @@ FailureOr<std::string> buildPagedAttention(ModuleOp module,
       "paged_attention_h" + std::to_string(params.numHeads) + "_kv" +
       std::to_string(cache.numKvHeads) + "_d" + std::to_string(headDim) + "_b" +
       std::to_string(blockSize) + "_s" + numberForName(params.scale, 9) + "_w" +
-      std::to_string(params.slidingWindow);
+      std::to_string(params.slidingWindow) + cacheSuffix(cache);
   bool exists;
   if (failed(prepare(module, name, exists)))
     return failure();
@@ -804,7 +920,7 @@ FailureOr<std::string> buildPagedAttention(ModuleOp module,
               SmallVector<Value> dots = k.reduceChunks(
                   headDim, tile, vector::CombiningKind::ADD,
                   [&](Value off, int64_t w, ValueRange accs) {
-                    Value key = k.vload(w, keyCache, {block, j, g, off});
+                    Value key = k.vloadCache(w, keyCache, {block, j, g, off});
                     SmallVector<Value> next;
                     for (int64_t u = 0; u < tile; ++u)
                       next.push_back(k.fma(k.vload(w, q, {t, heads[u], off}),
@@ -849,7 +965,8 @@ FailureOr<std::string> buildPagedAttention(ModuleOp module,
                                      k.splat(corrections[u], w)));
               SmallVector<Value> sums =
                   k.loopCarry(j0, j1, c1, init, [&](Value j, ValueRange accs) {
-                    Value value = k.vload(w, valueCache, {block, j, g, off});
+                    Value value =
+                        k.vloadCache(w, valueCache, {block, j, g, off});
                     SmallVector<Value> next;
                     for (int64_t u = 0; u < tile; ++u)
                       next.push_back(

@@ -400,9 +400,14 @@ LogicalResult Planner::readModelInfo(func::FuncOp forward) {
                         "head_dim");
   maxBlocksPerSeq = (info.maxPositionEmbeddings + options.blockSize - 1) /
                     options.blockSize;
+  const bool fp8Cache =
+      options.kvElementType == hostkernels::KvElementType::F8E4M3;
+  if (fp8Cache && onGpu())
+    return fail(module, "an fp8 KV cache is not generated for GPUs yet "
+                        "(--kv-cache-dtype=fp8e4m3 works for --target=cpu)");
   art::KVCacheLayout kv;
   kv.blockSize = options.blockSize;
-  kv.dtype = elementType();
+  kv.dtype = fp8Cache ? art::DType::F8E4M3 : elementType();
   kv.order = art::KVLayoutOrder::BlockTokenHeadDim;
   kv.numLayers = numLayers;
   kv.numKVHeads = info.numKVHeads;
@@ -626,6 +631,7 @@ LogicalResult Planner::planAttention(tfm::AttentionOp op) {
   cache.numKvHeads = kvHeads;
   cache.headDim = headDim;
   cache.blockSize = options.blockSize;
+  cache.elementType = options.kvElementType;
   auto cacheArray = [&](pa::KVCachePart part) {
     PlanArray array = denseArray(art::ArgKind::KVCache, layer,
                                  {scalarDim(pa::NumBlocks), options.blockSize,

@@ -55,6 +55,19 @@ using SwiGLUSplitFn = void(M2f *, M2f *, M2f *);
 using AddFn = void(M2f *, M2f *);
 using KvWriteFn = void(M3f *, M3f *, M4f *, M4f *, M1i *);
 using PagedAttentionFn = void(M3f *, M4f *, M4f *, M1i *, M1i *, M2i *, M3f *);
+using M4b = optrt::MemRefDescriptor<uint8_t, 4>;
+using KvWriteF8Fn = void(M3f *, M3f *, M4b *, M4b *, M1i *);
+using PagedAttentionF8Fn = void(M3f *, M4b *, M4b *, M1i *, M1i *, M2i *,
+                                M3f *);
+
+/// The fp8 e4m3 cache configuration the kernels are tested with.
+PagedAttentionParams fp8AttentionConfig() {
+  PagedAttentionParams p;
+  p.numHeads = 6;
+  p.cache = {2, 64, 16, KvElementType::F8E4M3};
+  p.scale = 0.125;
+  return p;
+}
 
 // Odd sizes: every kernel runs its 8-wide body and its scalar tail.
 constexpr int64_t kVocab = 101, kHidden = 67, kIntermediate = 75;
@@ -171,6 +184,8 @@ protected:
       add("attn" + std::to_string(i), buildPagedAttention(m, attns[i]));
       add("kv_write" + std::to_string(i), buildKvWrite(m, attns[i].cache));
     }
+    add("attn_f8", buildPagedAttention(m, fp8AttentionConfig()));
+    add("kv_write_f8", buildKvWrite(m, fp8AttentionConfig().cache));
     ASSERT_TRUE(mlir::succeeded(mlir::verify(m)));
 
     std::string error;
@@ -831,6 +846,111 @@ TEST_F(HostKernelsTest, GeneratorsAreIdempotentAndCheckParameters) {
   EXPECT_NE(diagnostics.find("not a multiple"), std::string::npos)
       << diagnostics;
   EXPECT_TRUE(mlir::succeeded(mlir::verify(*m)));
+}
+
+TEST(Fp8E4M3Test, ReferenceCodecRoundTripsAndRounds) {
+  // Every finite code decodes and encodes back (0x7f/0xff are NaN, unused).
+  for (int code = 0; code < 256; ++code) {
+    if ((code & 0x7f) == 0x7f)
+      continue;
+    EXPECT_EQ(encodeF8E4M3(decodeF8E4M3(uint8_t(code))), code) << code;
+  }
+  EXPECT_EQ(decodeF8E4M3(0x38), 1.0f);
+  EXPECT_EQ(decodeF8E4M3(0x7e), 448.0f);
+  EXPECT_EQ(decodeF8E4M3(0x01), 1.0f / 512.0f);
+  EXPECT_EQ(decodeF8E4M3(0x08), 1.0f / 64.0f);
+  // Ties go to the even mantissa; saturation at 448; NaN saturates too.
+  EXPECT_EQ(encodeF8E4M3(1.0625f), 0x38);
+  EXPECT_EQ(encodeF8E4M3(1.1875f), 0x3a);
+  EXPECT_EQ(encodeF8E4M3(1000.0f), 0x7e);
+  EXPECT_EQ(encodeF8E4M3(-1000.0f), 0xfe);
+  EXPECT_EQ(encodeF8E4M3(NAN), 0x7e);
+  EXPECT_EQ(encodeF8E4M3(3.0f / 1024.0f), 0x02); // 1.5 steps of 2^-9: even
+  EXPECT_EQ(encodeF8E4M3(1e-6f), 0x00);
+}
+
+TEST_F(HostKernelsTest, Fp8KvCacheWritesAndAttends) {
+  // kv_write encodes exactly as the reference (every code's value, values
+  // between codes, beyond the range); attention over the fp8 cache equals
+  // attention over its decoded values.
+  auto *kvWrite = kernel<KvWriteF8Fn>("kv_write_f8");
+  auto *attention = kernel<PagedAttentionF8Fn>("attn_f8");
+  ASSERT_NE(kvWrite, nullptr);
+  ASSERT_NE(attention, nullptr);
+  const PagedAttentionParams p = fp8AttentionConfig();
+  const int64_t hq = p.numHeads, hkv = p.cache.numKvHeads, d = p.cache.headDim,
+                bs = p.cache.blockSize, group = hq / hkv;
+  const int64_t tokens = 40, rowElems = hkv * d, numBlocks = 4;
+  std::vector<float> k = random(tokens * rowElems, -3, 3),
+                     v = random(tokens * rowElems, -3, 3);
+  for (int code = 0; code < 256; ++code) // every code's value, in k
+    k[code] = decodeF8E4M3(uint8_t((code & 0x7f) == 0x7f ? 0 : code));
+  k[300] = 1000.0f;
+  k[301] = -513.0f;
+  k[302] = 1.0625f;
+  // One sequence of 40 tokens in blocks 2, 0, 3 (block 1 stays untouched).
+  std::vector<int32_t> table = {2, 0, 3};
+  std::vector<int32_t> slots(tokens);
+  for (int64_t t = 0; t < tokens; ++t)
+    slots[t] = table[t / bs] * bs + t % bs;
+  std::vector<uint8_t> keyCache(numBlocks * bs * rowElems, 0x55),
+      valueCache(numBlocks * bs * rowElems, 0x55);
+  M3f dk = makeMemRef(k.data(), {tokens, hkv, d});
+  M3f dv = makeMemRef(v.data(), {tokens, hkv, d});
+  M4b dkc = makeMemRef(keyCache.data(), {numBlocks, bs, hkv, d});
+  M4b dvc = makeMemRef(valueCache.data(), {numBlocks, bs, hkv, d});
+  M1i dslots = makeMemRef(slots.data(), {tokens});
+  kvWrite(&dk, &dv, &dkc, &dvc, &dslots);
+  for (int64_t t = 0; t < tokens; ++t)
+    for (int64_t i = 0; i < rowElems; ++i) {
+      ASSERT_EQ(keyCache[slots[t] * rowElems + i],
+                encodeF8E4M3(k[t * rowElems + i]))
+          << "token " << t << " element " << i << " value "
+          << k[t * rowElems + i];
+      ASSERT_EQ(valueCache[slots[t] * rowElems + i],
+                encodeF8E4M3(v[t * rowElems + i]));
+    }
+  for (int64_t i = 0; i < bs * rowElems; ++i)
+    ASSERT_EQ(keyCache[1 * bs * rowElems + i], 0x55);
+
+  // Prefill of all 40 tokens: causal attention over the decoded cache.
+  std::vector<float> q = random(tokens * hq * d, -2, 2);
+  std::vector<int32_t> queryStart = {0, int32_t(tokens)},
+                       contextLen = {int32_t(tokens)};
+  std::vector<float> out(tokens * hq * d, 0.0f);
+  M3f dq = makeMemRef(q.data(), {tokens, hq, d});
+  M1i dstart = makeMemRef(queryStart.data(), {2});
+  M1i dctx = makeMemRef(contextLen.data(), {1});
+  M2i dtable = makeMemRef(table.data(), {1, 3});
+  M3f dout = makeMemRef(out.data(), {tokens, hq, d});
+  attention(&dq, &dkc, &dvc, &dstart, &dctx, &dtable, &dout);
+  std::vector<float> got;
+  std::vector<double> want;
+  for (int64_t t = 0; t < tokens; ++t)
+    for (int64_t h = 0; h < hq; ++h) {
+      int64_t g = h / group;
+      std::vector<double> scores(t + 1), acc(d, 0.0);
+      double maxScore = -INFINITY, sum = 0;
+      for (int64_t j = 0; j <= t; ++j) {
+        double dot = 0;
+        for (int64_t e = 0; e < d; ++e)
+          dot += double(q[(t * hq + h) * d + e]) *
+                 decodeF8E4M3(keyCache[(slots[j] * hkv + g) * d + e]);
+        scores[j] = dot * p.scale;
+        maxScore = std::max(maxScore, scores[j]);
+      }
+      for (int64_t j = 0; j <= t; ++j) {
+        double w = std::exp(scores[j] - maxScore);
+        sum += w;
+        for (int64_t e = 0; e < d; ++e)
+          acc[e] += w * decodeF8E4M3(valueCache[(slots[j] * hkv + g) * d + e]);
+      }
+      for (int64_t e = 0; e < d; ++e) {
+        got.push_back(out[(t * hq + h) * d + e]);
+        want.push_back(acc[e] / sum);
+      }
+    }
+  EXPECT_LT(relativeL2(got, want), 1e-5);
 }
 
 } // namespace
