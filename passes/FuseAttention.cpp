@@ -93,7 +93,8 @@ struct FuseAttentionPattern : OpRewritePattern<TransposeOp> {
         root, root.getType(), query, key, value,
         rewriter.getF64FloatAttr(scale),
         /*causal=*/mask ? rewriter.getUnitAttr() : UnitAttr(),
-        mask ? mask.getSlidingWindowAttr() : IntegerAttr());
+        mask ? mask.getSlidingWindowAttr() : IntegerAttr(),
+        /*kv_cache=*/TypeAttr());
     return success();
   }
 };

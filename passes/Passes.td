@@ -54,4 +54,31 @@ def TfmFuseQKV : Pass<"tfm-fuse-qkv", "::mlir::ModuleOp"> {
   }];
 }
 
+//===----------------------------------------------------------------------===//
+// The KV cache
+//===----------------------------------------------------------------------===//
+
+def TfmKvLayout : Pass<"tfm-kv-layout", "::mlir::ModuleOp"> {
+  let summary = "Chooses the paged KV cache's block size and element type";
+  let description = [{
+    Gives every `tfm.attention` of the module the same `kv_cache`: a
+    `!tfm.kv_cache` with the model's layer count (the number of attention
+    ops), the key's kv heads and head dim, `block-size` tokens per block and
+    the element type `element-type` names: `native` (the model's activation
+    type, which each target stores as its own: f32 on the CPU, bf16 on GPUs)
+    or `fp8e4m3` (one byte per element, `f8E4M3FN`: rounded to nearest even
+    and saturated at 448 without a scale, as vLLM's fp8 cache with scale 1;
+    keys and values of Llama models stay far inside that range). The layout
+    order is fixed (block, token, head, dim). The code generator writes and
+    reads the cache in this form and the artifact records it. Attention ops
+    whose key shapes differ are refused.
+  }];
+  let options = [
+    Option<"blockSize", "block-size", "int64_t", "16",
+           "Tokens per cache block (a power of two up to 1024)">,
+    Option<"elementType", "element-type", "std::string", "\"native\"",
+           "native or fp8e4m3">
+  ];
+}
+
 #endif // OPTMLIR_PASSES

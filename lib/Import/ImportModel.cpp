@@ -166,7 +166,8 @@ private:
         builder, loc(prefix + ".attention"), q.getType(), q, k, v,
         builder.getF64FloatAttr(1.0 / std::sqrt(double(headDim))),
         builder.getUnitAttr(),
-        window ? builder.getI64IntegerAttr(*window) : IntegerAttr());
+        window ? builder.getI64IntegerAttr(*window) : IntegerAttr(),
+        /*kv_cache=*/TypeAttr());
     attended = reshape(prefix + ".merge_heads", attended, {heads * headDim});
     return projection(prefix + ".o_proj", attended, WeightRole::OProj,
                       WeightRole::OBias, layer, config.hiddenSize);

@@ -973,3 +973,35 @@ func.func @kv_cache_block_size(%c: !tfm.kv_cache<layers = 6, kv_heads = 2, head_
 
 // expected-error @+1 {{kv_cache element_type must be a float or integer type, got 'index'}}
 func.func @kv_cache_element_type(%c: !tfm.kv_cache<layers = 6, kv_heads = 2, head_dim = 64, block_size = 16, element_type = index>)
+
+// -----
+
+func.func @attention_cache_kv_heads(%q: tensor<?x4x16xf32>, %k: tensor<?x2x16xf32>, %v: tensor<?x2x16xf32>) {
+  // expected-error @+1 {{'tfm.attention' op kv_cache has 4 kv heads, the key 2}}
+  %0 = tfm.attention %q, %k, %v scale 0.25 causal kv_cache !tfm.kv_cache<layers = 1, kv_heads = 4, head_dim = 16, block_size = 16, element_type = f32> : (tensor<?x4x16xf32>, tensor<?x2x16xf32>, tensor<?x2x16xf32>) -> tensor<?x4x16xf32>
+  return
+}
+
+// -----
+
+func.func @attention_cache_head_dim(%q: tensor<?x4x16xf32>, %k: tensor<?x2x16xf32>, %v: tensor<?x2x16xf32>) {
+  // expected-error @+1 {{'tfm.attention' op kv_cache head_dim 32 differs from the key head dim 16}}
+  %0 = tfm.attention %q, %k, %v scale 0.25 causal kv_cache !tfm.kv_cache<layers = 1, kv_heads = 2, head_dim = 32, block_size = 16, element_type = f32> : (tensor<?x4x16xf32>, tensor<?x2x16xf32>, tensor<?x2x16xf32>) -> tensor<?x4x16xf32>
+  return
+}
+
+// -----
+
+func.func @attention_cache_block_size(%q: tensor<?x4x16xf32>, %k: tensor<?x2x16xf32>, %v: tensor<?x2x16xf32>) {
+  // expected-error @+1 {{'tfm.attention' op kv_cache block_size must be a power of two up to 1024, got 24}}
+  %0 = tfm.attention %q, %k, %v scale 0.25 causal kv_cache !tfm.kv_cache<layers = 1, kv_heads = 2, head_dim = 16, block_size = 24, element_type = f32> : (tensor<?x4x16xf32>, tensor<?x2x16xf32>, tensor<?x2x16xf32>) -> tensor<?x4x16xf32>
+  return
+}
+
+// -----
+
+func.func @attention_cache_element_type(%q: tensor<?x4x16xf32>, %k: tensor<?x2x16xf32>, %v: tensor<?x2x16xf32>) {
+  // expected-error @+1 {{'tfm.attention' op kv_cache element_type must be f32, bf16, f16 or f8E4M3FN, got 'i4'}}
+  %0 = tfm.attention %q, %k, %v scale 0.25 causal kv_cache !tfm.kv_cache<layers = 1, kv_heads = 2, head_dim = 16, block_size = 16, element_type = i4> : (tensor<?x4x16xf32>, tensor<?x2x16xf32>, tensor<?x2x16xf32>) -> tensor<?x4x16xf32>
+  return
+}

@@ -153,6 +153,13 @@ func.func @attention_causal_gqa(%q: tensor<?x6x64xbf16>, %k: tensor<?x2x64xbf16>
   return %0 : tensor<?x6x64xbf16>
 }
 
+// CHECK-LABEL: func.func @attention_fp8_cache
+// CHECK: tfm.attention %{{.*}}, %{{.*}}, %{{.*}} scale 1.250000e-01 causal kv_cache !tfm.kv_cache<layers = 6, kv_heads = 2, head_dim = 64, block_size = 32, element_type = f8E4M3FN> :
+func.func @attention_fp8_cache(%q: tensor<?x6x64xbf16>, %k: tensor<?x2x64xbf16>, %v: tensor<?x2x64xbf16>) -> tensor<?x6x64xbf16> {
+  %0 = tfm.attention %q, %k, %v scale 0.125 causal kv_cache !tfm.kv_cache<layers = 6, kv_heads = 2, head_dim = 64, block_size = 32, element_type = f8E4M3FN> : (tensor<?x6x64xbf16>, tensor<?x2x64xbf16>, tensor<?x2x64xbf16>) -> tensor<?x6x64xbf16>
+  return %0 : tensor<?x6x64xbf16>
+}
+
 // CHECK-LABEL: func.func @attention_sliding_window_mqa
 // CHECK-SAME: (%[[Q:.*]]: tensor<9x8x32xbf16>, %[[K:.*]]: tensor<9x1x32xbf16>, %[[V:.*]]: tensor<9x1x32xbf16>)
 // CHECK: %[[A:.*]] = tfm.attention %[[Q]], %[[K]], %[[V]] scale 6.250000e-02 causal sliding_window 4 : (tensor<9x8x32xbf16>, tensor<9x1x32xbf16>, tensor<9x1x32xbf16>) -> tensor<9x8x32xbf16>

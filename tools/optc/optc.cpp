@@ -84,6 +84,10 @@ cl::opt<std::string> compileKvCacheDtype(
              "activation type: f32 on the CPU, bf16 on GPUs) or fp8e4m3 (one "
              "byte, CPU target so far)"),
     cl::init("auto"), cl::sub(compileCommand));
+cl::opt<int64_t> compileKvBlockSize(
+    "kv-block-size",
+    cl::desc("Tokens per paged KV-cache block (a power of two up to 1024)"),
+    cl::init(16), cl::sub(compileCommand));
 cl::opt<bool> compileNoFusion("no-fusion",
                               cl::desc("Skip the projection fusion passes"),
                               cl::init(false), cl::sub(compileCommand));
@@ -257,11 +261,13 @@ int runCompile() {
   }
   if (compileMaxTokens < 1 || compileMaxTokens > (1 << 20))
     return fail("--max-tokens-per-step must be in [1, 1048576]");
-  if (compileKvCacheDtype == "fp8e4m3")
-    options.kvElementType = optmlir::hostkernels::KvElementType::F8E4M3;
-  else if (compileKvCacheDtype != "auto")
+  if (compileKvCacheDtype != "auto" && compileKvCacheDtype != "fp8e4m3")
     return fail("--kv-cache-dtype=" + compileKvCacheDtype +
                 ": unknown (expected auto or fp8e4m3)");
+  if (compileKvBlockSize < 1 || compileKvBlockSize > 1024 ||
+      (compileKvBlockSize & (compileKvBlockSize - 1)))
+    return fail("--kv-block-size must be a power of two up to 1024, got " +
+                Twine(int64_t(compileKvBlockSize)));
 
   mlir::DialectRegistry registry;
   optmlir::registerHostCodegenDialects(registry);
@@ -303,6 +309,12 @@ int runCompile() {
   }
   pm.addPass(mlir::createCanonicalizerPass());
   pm.addPass(mlir::createCSEPass());
+  // The KV cache's layout, recorded on the attention ops for the planner.
+  mlir::tfm::TfmKvLayoutOptions kvLayout;
+  kvLayout.blockSize = compileKvBlockSize;
+  kvLayout.elementType =
+      compileKvCacheDtype == "fp8e4m3" ? "fp8e4m3" : "native";
+  pm.addPass(mlir::tfm::createTfmKvLayout(kvLayout));
   {
     std::string pipeline;
     llvm::raw_string_ostream os(pipeline);

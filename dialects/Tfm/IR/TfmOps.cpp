@@ -290,6 +290,26 @@ LogicalResult AttentionOp::verify() {
   if (getResult().getType() != query)
     return emitOpError() << "result type " << getResult().getType()
                          << " differs from query type " << query;
+  if (std::optional<KVCacheType> cache = getKvCache()) {
+    if (cache->getKvHeads() != kvHeads)
+      return emitOpError() << "kv_cache has " << cache->getKvHeads()
+                           << " kv heads, the key " << kvHeads;
+    if (cache->getHeadDim() != key.getDimSize(2))
+      return emitOpError() << "kv_cache head_dim " << cache->getHeadDim()
+                           << " differs from the key head dim "
+                           << key.getDimSize(2);
+    if (!llvm::isPowerOf2_64(cache->getBlockSize()) ||
+        cache->getBlockSize() > 1024)
+      return emitOpError() << "kv_cache block_size must be a power of two "
+                              "up to 1024, got "
+                           << cache->getBlockSize();
+    Type element = cache->getElementType();
+    if (!isa<Float32Type, BFloat16Type, Float16Type, Float8E4M3FNType>(
+            element))
+      return emitOpError() << "kv_cache element_type must be f32, bf16, f16 "
+                              "or f8E4M3FN, got "
+                           << element;
+  }
   return success();
 }
 

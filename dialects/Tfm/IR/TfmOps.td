@@ -160,8 +160,16 @@ def Tfm_AttentionOp : Tfm_Op<"attention", [Pure]> {
     attends to tokens `j <= i`, and with `sliding_window = W` also only to
     `j > i - W`. The softmax is computed in f32.
 
+    `kv_cache`, when present (set by `--tfm-kv-layout`), is the paged cache
+    the keys and values go through when the model runs step by step: its
+    block size and element type (the target's activation type, or
+    `f8E4M3FN`: fp8 e4m3 rounded to nearest even and saturated at 448); the
+    code generator writes and reads the cache in that form.
+
     ```mlir
     %o = tfm.attention %q, %k, %v scale 1.250000e-01 causal
+        kv_cache !tfm.kv_cache<layers = 6, kv_heads = 2, head_dim = 64,
+                               block_size = 16, element_type = f8E4M3FN>
         : (tensor<?x6x64xbf16>, tensor<?x2x64xbf16>, tensor<?x2x64xbf16>)
         -> tensor<?x6x64xbf16>
     ```
@@ -169,12 +177,13 @@ def Tfm_AttentionOp : Tfm_Op<"attention", [Pure]> {
   let arguments = (ins Tfm_FloatTensor:$query, Tfm_FloatTensor:$key,
                        Tfm_FloatTensor:$value, F64Attr:$scale,
                        UnitAttr:$causal,
-                       OptionalAttr<I64Attr>:$sliding_window);
+                       OptionalAttr<I64Attr>:$sliding_window,
+                       OptionalAttr<TypeAttrOf<Tfm_KVCacheType>>:$kv_cache);
   let results = (outs Tfm_FloatTensor:$result);
   let assemblyFormat = [{
     $query `,` $key `,` $value `scale` $scale (`causal` $causal^)?
-    (`sliding_window` $sliding_window^)? attr-dict `:`
-    functional-type(operands, results)
+    (`sliding_window` $sliding_window^)? (`kv_cache` $kv_cache^)? attr-dict
+    `:` functional-type(operands, results)
   }];
   let hasVerifier = 1;
 }

@@ -13,7 +13,6 @@
 #ifndef OPTMLIR_TARGET_MODELPLAN_H
 #define OPTMLIR_TARGET_MODELPLAN_H
 
-#include "optmlir/Conversion/HostKernels.h"
 #include "optmlir/Target/HostCodegen.h"
 #include "runtime/artifact/ArtifactTypes.h"
 
@@ -30,11 +29,9 @@ struct ModelPlanOptions {
   PlanTarget target = PlanTarget::Host;
   /// Most packed tokens per step: sizes every activation buffer.
   int64_t maxTokensPerStep = 2048;
-  /// Tokens per KV-cache block.
-  int64_t blockSize = 16;
-  /// How the KV cache stores keys and values (fp8 e4m3: host target only).
-  hostkernels::KvElementType kvElementType =
-      hostkernels::KvElementType::Native;
+  // The KV cache's block size and element type come from the attention
+  // ops' kv_cache (--tfm-kv-layout); without one, 16 tokens of the
+  // activation type.
   /// Host code generation.
   HostCodegenOptions codegen;
   /// NVIDIA GPU chip, e.g. "sm_90a" or "sm_80".

@@ -185,6 +185,10 @@ private:
   /// Pending in-place rotations, done together at their attention op.
   llvm::DenseMap<Value, tfm::RopeOp> ropes;
 
+  /// The KV cache's tokens per block and element type: the attention ops'
+  /// kv_cache (tfm-kv-layout), else 16 tokens of the activation type.
+  int64_t blockSize = 16;
+  hostkernels::KvElementType kvElementType = hostkernels::KvElementType::Native;
   /// Norms whose output an add_rms_norm already computed, and where.
   llvm::DenseMap<Operation *, PlanArray> fusedNorms;
   /// The rms_norm of `add`'s result that add_rms_norm can compute with it:
@@ -388,25 +392,44 @@ LogicalResult Planner::readModelInfo(func::FuncOp forward) {
     }
   });
   int64_t numLayers = 0;
+  std::optional<tfm::KVCacheType> cacheType;
+  bool sameCache = true;
   forward.walk([&](tfm::AttentionOp op) {
     ++numLayers;
     if (auto window = op.getSlidingWindowAttr())
       info.slidingWindow = window.getInt();
+    // One paged cache serves every layer (tfm-kv-layout gives all the same).
+    std::optional<tfm::KVCacheType> type = op.getKvCache();
+    if (numLayers > 1 && type != cacheType)
+      sameCache = false;
+    cacheType = type;
   });
+  if (!sameCache)
+    return fail(module, "its attention ops name different kv_cache types "
+                        "(run --tfm-kv-layout)");
+  // Without a kv_cache the target's own layout: 16-token blocks of the
+  // activation type.
+  if (cacheType) {
+    blockSize = cacheType->getBlockSize();
+    Type element = cacheType->getElementType();
+    if (isa<Float8E4M3FNType>(element))
+      kvElementType = hostkernels::KvElementType::F8E4M3;
+    else if (!isa<Float32Type, BFloat16Type, Float16Type>(element))
+      return fail(module, "has no lowering for a KV cache of elements other "
+                          "than the activation type or f8E4M3FN");
+  }
   if (info.vocabSize == 0 || info.maxPositionEmbeddings == 0 ||
       info.numKVHeads == 0 || info.headDim == 0)
     return fail(module, "tfm.model_config lacks vocab_size, "
                         "max_position_embeddings, num_key_value_heads or "
                         "head_dim");
-  maxBlocksPerSeq = (info.maxPositionEmbeddings + options.blockSize - 1) /
-                    options.blockSize;
-  const bool fp8Cache =
-      options.kvElementType == hostkernels::KvElementType::F8E4M3;
+  maxBlocksPerSeq = (info.maxPositionEmbeddings + blockSize - 1) / blockSize;
+  const bool fp8Cache = kvElementType == hostkernels::KvElementType::F8E4M3;
   if (fp8Cache && onGpu())
     return fail(module, "an fp8 KV cache is not generated for GPUs yet "
                         "(--kv-cache-dtype=fp8e4m3 works for --target=cpu)");
   art::KVCacheLayout kv;
-  kv.blockSize = options.blockSize;
+  kv.blockSize = blockSize;
   kv.dtype = fp8Cache ? art::DType::F8E4M3 : elementType();
   kv.order = art::KVLayoutOrder::BlockTokenHeadDim;
   kv.numLayers = numLayers;
@@ -630,11 +653,11 @@ LogicalResult Planner::planAttention(tfm::AttentionOp op) {
   hostkernels::KvCacheShape cache;
   cache.numKvHeads = kvHeads;
   cache.headDim = headDim;
-  cache.blockSize = options.blockSize;
-  cache.elementType = options.kvElementType;
+  cache.blockSize = blockSize;
+  cache.elementType = kvElementType;
   auto cacheArray = [&](pa::KVCachePart part) {
     PlanArray array = denseArray(art::ArgKind::KVCache, layer,
-                                 {scalarDim(pa::NumBlocks), options.blockSize,
+                                 {scalarDim(pa::NumBlocks), blockSize,
                                   kvHeads, headDim});
     array.byteOffset = part;
     return array;
