@@ -87,6 +87,11 @@ public:
   void vstore(Value value, Value memref, ValueRange indices) {
     vector::StoreOp::create(b, value, memref, indices);
   }
+  /// An i32 constant in every lane of a `width` vector.
+  Value splatI32(int64_t value, int64_t width) {
+    return splat(arith::ConstantOp::create(b, b.getI32IntegerAttr(value)),
+                 width);
+  }
   /// `width` cache elements as f32: fp8 e4m3 bytes are decoded.
   Value vloadCache(int64_t width, Value memref, ValueRange indices) {
     auto type = cast<MemRefType>(memref.getType());
@@ -107,9 +112,7 @@ public:
   /// 2^-9 (encodeF8E4M3 is the reference).
   Value encodeE4M3(Value value) {
     int64_t w = cast<VectorType>(value.getType()).getNumElements();
-    auto i32s = [&](int64_t c) {
-      return splat(arith::ConstantOp::create(b, b.getI32IntegerAttr(c)), w);
-    };
+    auto i32s = [&](int64_t c) { return splatI32(c, w); };
     VectorType intType = vec(w, b.getI32Type());
     Value bits = arith::BitcastOp::create(b, intType, value);
     Value sign = arith::AndIOp::create(
@@ -141,9 +144,7 @@ public:
   /// fp8 e4m3 bytes to vector<w x f32> (decodeF8E4M3 is the reference).
   Value decodeE4M3(Value bytes) {
     int64_t w = cast<VectorType>(bytes.getType()).getNumElements();
-    auto i32s = [&](int64_t c) {
-      return splat(arith::ConstantOp::create(b, b.getI32IntegerAttr(c)), w);
-    };
+    auto i32s = [&](int64_t c) { return splatI32(c, w); };
     VectorType intType = vec(w, b.getI32Type());
     Value v = arith::ExtUIOp::create(b, intType, bytes);
     Value sign = arith::ShLIOp::create(
