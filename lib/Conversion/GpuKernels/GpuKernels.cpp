@@ -279,13 +279,17 @@ FailureOr<GpuKernel> buildAddRmsNorm(ModuleOp module, int64_t hidden,
   return buildNorm(module, hidden, eps, /*withResidual=*/true);
 }
 
-FailureOr<GpuKernel> buildAdd(ModuleOp module, int64_t hidden) {
-  if (failed(checkPositive(module, "hidden size", hidden)))
+/// A kernel with one block per row (the last argument counts the rows)
+/// whose threads take the row's `width` elements one vector of
+/// vectorWidthFor(width) at a time: body(k, row, col, w) for each, col the
+/// vector's first element in the row. `readOnly`: as KernelBuilder::readOnly.
+static FailureOr<GpuKernel> buildRowChunks(
+    ModuleOp module, StringRef what, int64_t width, const std::string &name,
+    const std::vector<KernelArg> &args, ArrayRef<unsigned> readOnly,
+    llvm::function_ref<void(KernelBuilder &, Value, Value, int64_t)> body) {
+  if (failed(checkPositive(module, what, width)))
     return failure();
-  std::string name = "add_h" + std::to_string(hidden);
-  int64_t w = vectorWidthFor(hidden);
-  int64_t chunks = hidden / w;
-  std::vector<KernelArg> args = {ptrArg("a"), ptrArg("b"), i32Arg("T")};
+  const int64_t w = vectorWidthFor(width), chunks = width / w;
   GpuKernel kernel{name, perRow(blockFor(chunks, 256)), args, w};
   bool exists;
   FailureOr<gpu::GPUModuleOp> gpuModule = prepare(module, name, exists);
@@ -294,53 +298,44 @@ FailureOr<GpuKernel> buildAdd(ModuleOp module, int64_t hidden) {
   if (exists)
     return kernel;
   KernelBuilder k(*gpuModule, name, args, {}, kernel.launch.blockX);
-  Value a = k.arg(0), bArg = k.arg(1);
-  forRow(k, 2, [&](Value t) {
-    Value base = k.muli(t, k.index(hidden));
+  if (!readOnly.empty())
+    k.readOnly(readOnly);
+  forRow(k, args.size() - 1, [&](Value row) {
     k.forThreads(k.index(chunks), [&](Value c) {
-      Value off = k.addi(base, k.muli(c, k.index(w)));
-      SmallVector<Value> x = k.load(a, off, w);
-      SmallVector<Value> y = k.load(bArg, off, w, /*readOnly=*/true);
-      for (int64_t e = 0; e < w; ++e)
-        x[e] = k.add(x[e], y[e]);
-      k.store(x, a, off);
+      body(k, row, k.muli(c, k.index(w)), w);
     });
   });
   k.finish();
   return kernel;
 }
 
+FailureOr<GpuKernel> buildAdd(ModuleOp module, int64_t hidden) {
+  return buildRowChunks(
+      module, "hidden size", hidden, "add_h" + std::to_string(hidden),
+      {ptrArg("a"), ptrArg("b"), i32Arg("T")}, {},
+      [&](KernelBuilder &k, Value t, Value col, int64_t w) {
+        Value off = k.addi(k.muli(t, k.index(hidden)), col);
+        SmallVector<Value> x = k.load(k.arg(0), off, w);
+        SmallVector<Value> y = k.load(k.arg(1), off, w, /*readOnly=*/true);
+        for (int64_t e = 0; e < w; ++e)
+          x[e] = k.add(x[e], y[e]);
+        k.store(x, k.arg(0), off);
+      });
+}
+
 FailureOr<GpuKernel> buildAddBias(ModuleOp module, int64_t features) {
-  if (failed(checkPositive(module, "feature count", features)))
-    return failure();
-  std::string name = "add_bias_n" + std::to_string(features);
-  int64_t w = vectorWidthFor(features);
-  int64_t chunks = features / w;
-  std::vector<KernelArg> args = {ptrArg("x"), ptrArg("bias"), i32Arg("T")};
-  GpuKernel kernel{name, perRow(blockFor(chunks, 256)), args, w};
-  bool exists;
-  FailureOr<gpu::GPUModuleOp> gpuModule = prepare(module, name, exists);
-  if (failed(gpuModule))
-    return failure();
-  if (exists)
-    return kernel;
-  KernelBuilder k(*gpuModule, name, args, {}, kernel.launch.blockX);
-  k.readOnly({1});
-  Value x = k.arg(0), bias = k.arg(1);
-  forRow(k, 2, [&](Value t) {
-    Value base = k.muli(t, k.index(features));
-    k.forThreads(k.index(chunks), [&](Value c) {
-      Value col = k.muli(c, k.index(w));
-      Value off = k.addi(base, col);
-      SmallVector<Value> v = k.load(x, off, w);
-      SmallVector<Value> bv = k.load(bias, col, w, /*readOnly=*/true);
-      for (int64_t e = 0; e < w; ++e)
-        v[e] = k.add(v[e], bv[e]);
-      k.store(v, x, off);
-    });
-  });
-  k.finish();
-  return kernel;
+  return buildRowChunks(
+      module, "feature count", features,
+      "add_bias_n" + std::to_string(features),
+      {ptrArg("x"), ptrArg("bias"), i32Arg("T")}, {1},
+      [&](KernelBuilder &k, Value t, Value col, int64_t w) {
+        Value off = k.addi(k.muli(t, k.index(features)), col);
+        SmallVector<Value> v = k.load(k.arg(0), off, w);
+        SmallVector<Value> bias = k.load(k.arg(1), col, w, /*readOnly=*/true);
+        for (int64_t e = 0; e < w; ++e)
+          v[e] = k.add(v[e], bias[e]);
+        k.store(v, k.arg(0), off);
+      });
 }
 
 /// out = silu(gate) * up, e^-g = inf for very negative g giving -0.
@@ -350,73 +345,38 @@ static Value emitSiluMul(KernelBuilder &k, Value gate, Value up) {
 }
 
 FailureOr<GpuKernel> buildSwiGLUSplit(ModuleOp module, int64_t intermediate) {
-  if (failed(checkPositive(module, "intermediate size", intermediate)))
-    return failure();
-  std::string name = "swiglu_split_i" + std::to_string(intermediate);
-  int64_t w = vectorWidthFor(intermediate);
-  int64_t chunks = intermediate / w;
-  std::vector<KernelArg> args = {ptrArg("gate"), ptrArg("up"), ptrArg("out"),
-                                 i32Arg("T")};
-  GpuKernel kernel{name, perRow(blockFor(chunks, 256)), args, w};
-  bool exists;
-  FailureOr<gpu::GPUModuleOp> gpuModule = prepare(module, name, exists);
-  if (failed(gpuModule))
-    return failure();
-  if (exists)
-    return kernel;
-  KernelBuilder k(*gpuModule, name, args, {}, kernel.launch.blockX);
-  Value gate = k.arg(0), up = k.arg(1), out = k.arg(2);
-  forRow(k, 3, [&](Value t) {
-    Value base = k.muli(t, k.index(intermediate));
-    k.forThreads(k.index(chunks), [&](Value c) {
-      Value off = k.addi(base, k.muli(c, k.index(w)));
-      // `out` may alias `gate` or `up`: each element is read before it is
-      // written, by the same thread.
-      SmallVector<Value> g = k.load(gate, off, w);
-      SmallVector<Value> u = k.load(up, off, w);
-      for (int64_t e = 0; e < w; ++e)
-        g[e] = emitSiluMul(k, g[e], u[e]);
-      k.store(g, out, off);
-    });
-  });
-  k.finish();
-  return kernel;
+  return buildRowChunks(
+      module, "intermediate size", intermediate,
+      "swiglu_split_i" + std::to_string(intermediate),
+      {ptrArg("gate"), ptrArg("up"), ptrArg("out"), i32Arg("T")}, {},
+      [&](KernelBuilder &k, Value t, Value col, int64_t w) {
+        Value off = k.addi(k.muli(t, k.index(intermediate)), col);
+        // `out` may alias `gate` or `up`: each element is read before it is
+        // written, by the same thread.
+        SmallVector<Value> g = k.load(k.arg(0), off, w);
+        SmallVector<Value> u = k.load(k.arg(1), off, w);
+        for (int64_t e = 0; e < w; ++e)
+          g[e] = emitSiluMul(k, g[e], u[e]);
+        k.store(g, k.arg(2), off);
+      });
 }
 
 FailureOr<GpuKernel> buildSwiGLU(ModuleOp module, int64_t intermediate) {
-  if (failed(checkPositive(module, "intermediate size", intermediate)))
-    return failure();
-  std::string name = "swiglu_i" + std::to_string(intermediate);
-  int64_t w = vectorWidthFor(intermediate);
-  int64_t chunks = intermediate / w;
-  std::vector<KernelArg> args = {ptrArg("gate_up"), ptrArg("out"), i32Arg("T")};
-  GpuKernel kernel{name, perRow(blockFor(chunks, 256)), args, w};
-  bool exists;
-  FailureOr<gpu::GPUModuleOp> gpuModule = prepare(module, name, exists);
-  if (failed(gpuModule))
-    return failure();
-  if (exists)
-    return kernel;
-  KernelBuilder k(*gpuModule, name, args, {}, kernel.launch.blockX);
-  k.readOnly({0});
-  Value gateUp = k.arg(0), out = k.arg(1);
-  forRow(k, 2, [&](Value t) {
-    Value inBase = k.muli(t, k.index(2 * intermediate));
-    Value outBase = k.muli(t, k.index(intermediate));
-    k.forThreads(k.index(chunks), [&](Value c) {
-      Value col = k.muli(c, k.index(w));
-      Value gateOff = k.addi(inBase, col);
-      SmallVector<Value> g = k.load(gateUp, gateOff, w, /*readOnly=*/true);
-      SmallVector<Value> u =
-          k.load(gateUp, k.addi(gateOff, k.index(intermediate)), w,
-                 /*readOnly=*/true);
-      for (int64_t e = 0; e < w; ++e)
-        g[e] = emitSiluMul(k, g[e], u[e]);
-      k.store(g, out, k.addi(outBase, col));
-    });
-  });
-  k.finish();
-  return kernel;
+  return buildRowChunks(
+      module, "intermediate size", intermediate,
+      "swiglu_i" + std::to_string(intermediate),
+      {ptrArg("gate_up"), ptrArg("out"), i32Arg("T")}, {0},
+      [&](KernelBuilder &k, Value t, Value col, int64_t w) {
+        Value gateOff = k.addi(k.muli(t, k.index(2 * intermediate)), col);
+        SmallVector<Value> g = k.load(k.arg(0), gateOff, w, /*readOnly=*/true);
+        SmallVector<Value> u =
+            k.load(k.arg(0), k.addi(gateOff, k.index(intermediate)), w,
+                   /*readOnly=*/true);
+        for (int64_t e = 0; e < w; ++e)
+          g[e] = emitSiluMul(k, g[e], u[e]);
+        k.store(g, k.arg(1),
+                k.addi(k.muli(t, k.index(intermediate)), col));
+      });
 }
 
 static LogicalResult checkCache(ModuleOp module,
