@@ -33,12 +33,16 @@ void addPerplexityCommand(CLI::App &app, int &exitCode);
 /// Adds `optrun bench`; sets `exitCode` when it runs.
 void addBenchCommand(CLI::App &app, int &exitCode);
 
-/// What the commands that run a model need from an artifact.
 /// Reads JSON lines whose objects hold a string `field` (blank lines are
 /// skipped) from `text`; errors name the line.
 bool readJsonLinesField(const std::string &text, const char *field,
                         std::vector<std::string> &values, std::string &error);
 
+/// The whole file at `path`; on failure `error` says why, without the path.
+bool readTextFile(const std::string &path, std::string &text,
+                  std::string &error);
+
+/// What the commands that run a model need from an artifact.
 struct LoadedModel {
   std::unique_ptr<optrt::artifact::Artifact> artifact;
   std::unique_ptr<optrt::Tokenizer> tokenizer;

@@ -14,11 +14,8 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
-#include <cerrno>
 #include <chrono>
 #include <cstdio>
-#include <cstring>
-#include <fstream>
 
 using optrt::TokenId;
 
@@ -55,18 +52,9 @@ constexpr int64_t kDefaultMaxTokens = 64;
 /// Reads JSON lines {"prompt": "..."}; blank lines are skipped.
 bool readPromptFile(const std::string &path, std::vector<std::string> &prompts,
                     std::string &error) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    error = std::string("cannot open: ") + std::strerror(errno);
-    return false;
-  }
-  std::string text((std::istreambuf_iterator<char>(in)),
-                   std::istreambuf_iterator<char>());
-  if (in.bad()) {
-    error = std::string("cannot read: ") + std::strerror(errno);
-    return false;
-  }
-  if (!readJsonLinesField(text, "prompt", prompts, error))
+  std::string text;
+  if (!readTextFile(path, text, error) ||
+      !readJsonLinesField(text, "prompt", prompts, error))
     return false;
   if (prompts.empty()) {
     error = "the prompt file holds no prompts";

@@ -5,9 +5,29 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <iterator>
 #include <sstream>
 
 namespace optrun {
+
+bool readTextFile(const std::string &path, std::string &text,
+                  std::string &error) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    error = std::string("cannot open: ") + std::strerror(errno);
+    return false;
+  }
+  text.assign(std::istreambuf_iterator<char>(in),
+              std::istreambuf_iterator<char>());
+  if (in.bad()) {
+    error = std::string("cannot read: ") + std::strerror(errno);
+    return false;
+  }
+  return true;
+}
 
 bool loadModel(const std::string &path, const optrt::ExecutorOptions &options,
                LoadedModel &model, std::string &error) {

@@ -12,11 +12,7 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
-#include <cerrno>
 #include <cstdio>
-#include <cstring>
-#include <fstream>
-#include <iterator>
 #include <sstream>
 
 namespace optrun {
@@ -34,25 +30,15 @@ struct PerplexityCommandOptions {
 /// whole file is one document.
 bool readDocuments(const std::string &path, std::vector<std::string> &documents,
                    std::string &error) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    error = std::string("cannot open: ") + std::strerror(errno);
+  std::string all;
+  if (!readTextFile(path, all, error))
     return false;
-  }
-  std::string all((std::istreambuf_iterator<char>(in)),
-                  std::istreambuf_iterator<char>());
-  if (in.bad()) {
-    error = std::string("cannot read: ") + std::strerror(errno);
-    return false;
-  }
   size_t first = all.find_first_not_of(" \t\r\n");
   if (first == std::string::npos || all[first] != '{') {
     documents.push_back(std::move(all));
     return true;
   }
-  if (!readJsonLinesField(all, "text", documents, error))
-    return false;
-  return true;
+  return readJsonLinesField(all, "text", documents, error);
 }
 
 int runPerplexity(const PerplexityCommandOptions &options) {
