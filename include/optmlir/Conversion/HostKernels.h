@@ -151,6 +151,13 @@ struct KvCacheShape {
   KvElementType elementType = KvElementType::Native;
 };
 
+/// What every generator of a kernel over the paged cache (host or GPU)
+/// requires of a cache shape: positive sizes. Errors go to `module`,
+/// starting with `who` ("host kernel", "gpu kernel").
+mlir::LogicalResult checkKvCacheShape(mlir::ModuleOp module,
+                                      const KvCacheShape &cache,
+                                      llvm::StringRef who);
+
 /// The fp8 e4m3 byte for `value` as the kernels write it (round to nearest
 /// even, saturate at +-448, NaN to +448), and back: the reference the
 /// kernels are tested against.
@@ -173,6 +180,13 @@ struct PagedAttentionParams {
   double scale = 0.0;        // usually 1/sqrt(D)
   int64_t slidingWindow = 0; // W > 0: keys j > pos - W only; 0: none
 };
+
+/// What every attention generator over the paged cache requires of its
+/// parameters: checkKvCacheShape, a positive head count that is a multiple
+/// of the kv head count, a window that is not negative.
+mlir::LogicalResult checkPagedAttention(mlir::ModuleOp module,
+                                        const PagedAttentionParams &params,
+                                        llvm::StringRef who);
 
 /// paged_attention(q: [T, Hq, D] (strided), key_cache: [?, B, Hkv, D],
 ///                 value_cache: [?, B, Hkv, D], query_start: i32 [S + 1],

@@ -1135,28 +1135,16 @@ buildFlashAttention(ModuleOp module,
                     const hostkernels::PagedAttentionParams &params,
                     int64_t minQueryRows, const FlashAttentionTiling &tiling) {
   const hostkernels::KvCacheShape &cache = params.cache;
-  if (failed(checkPositive(module, "head count", params.numHeads)) ||
-      failed(checkPositive(module, "kv head count", cache.numKvHeads)) ||
-      failed(checkPositive(module, "head dim", cache.headDim)) ||
-      failed(checkPositive(module, "block size", cache.blockSize)) ||
+  if (failed(checkGpuCache(module, cache)) ||
+      failed(hostkernels::checkPagedAttention(module, params, "gpu kernel")) ||
       failed(checkPositive(module, "flash attention min query rows",
                            minQueryRows)))
     return failure();
-  if (params.numHeads % cache.numKvHeads != 0)
-    return module.emitError()
-           << "gpu kernel: head count " << params.numHeads
-           << " is not a multiple of the kv head count " << cache.numKvHeads;
-  if (cache.elementType != hostkernels::KvElementType::Native)
-    return module.emitError()
-           << "gpu kernel: only a bf16 KV cache is generated for GPUs so far";
   if (cache.headDim % 16 != 0 || cache.headDim > 256)
     return module.emitError()
            << "gpu kernel: flash attention needs a head dim that is a "
               "multiple of 16 and at most 256, got "
            << cache.headDim;
-  if (params.slidingWindow < 0)
-    return module.emitError()
-           << "gpu kernel: negative sliding window " << params.slidingWindow;
   if (!(params.scale > 0.0) || !std::isfinite(params.scale)) {
     // The exponent is scaled before the row max is taken out: a negative
     // scale would flip which score is the max.

@@ -379,17 +379,6 @@ FailureOr<GpuKernel> buildSwiGLU(ModuleOp module, int64_t intermediate) {
       });
 }
 
-static LogicalResult checkCache(ModuleOp module,
-                                const hostkernels::KvCacheShape &cache) {
-  if (cache.elementType != hostkernels::KvElementType::Native)
-    return module.emitError()
-           << "gpu kernel: only a bf16 KV cache is generated for GPUs so far";
-  return success(
-      succeeded(checkPositive(module, "kv head count", cache.numKvHeads)) &&
-      succeeded(checkPositive(module, "head dim", cache.headDim)) &&
-      succeeded(checkPositive(module, "block size", cache.blockSize)));
-}
-
 /// rope, and with `cache` rope_kv_write: the rotated keys and the values go
 /// to the cache instead of back to k.
 static FailureOr<GpuKernel>
@@ -411,7 +400,7 @@ buildRopeImpl(ModuleOp module, const hostkernels::RopeParams &params,
                                  i32Arg("T"), i32Arg("q_row_stride"),
                                  i32Arg("k_row_stride")};
   if (cache) {
-    if (failed(checkCache(module, *cache)))
+    if (failed(checkGpuCache(module, *cache)))
       return failure();
     if (cache->numKvHeads != numKvHeads || cache->headDim != headDim)
       return module.emitError()
@@ -561,7 +550,7 @@ FailureOr<GpuKernel> buildRopeKvWrite(ModuleOp module,
 
 FailureOr<GpuKernel> buildKvWrite(ModuleOp module,
                                   const hostkernels::KvCacheShape &cache) {
-  if (failed(checkCache(module, cache)))
+  if (failed(checkGpuCache(module, cache)))
     return failure();
   std::string name = "kv_write_kv" + std::to_string(cache.numKvHeads) + "_d" +
                      std::to_string(cache.headDim) + "_b" +
@@ -644,16 +633,9 @@ FailureOr<AttentionLayout>
 attentionLayout(ModuleOp module,
                 const hostkernels::PagedAttentionParams &params) {
   const hostkernels::KvCacheShape &cache = params.cache;
-  if (failed(checkCache(module, cache)) ||
-      failed(checkPositive(module, "head count", params.numHeads)))
+  if (failed(checkGpuCache(module, cache)) ||
+      failed(hostkernels::checkPagedAttention(module, params, "gpu kernel")))
     return failure();
-  if (params.numHeads % cache.numKvHeads != 0)
-    return module.emitError()
-           << "gpu kernel: head count " << params.numHeads
-           << " is not a multiple of the kv head count " << cache.numKvHeads;
-  if (params.slidingWindow < 0)
-    return module.emitError()
-           << "gpu kernel: negative sliding window " << params.slidingWindow;
   AttentionLayout l;
   l.headDim = cache.headDim;
   l.w = vectorWidthFor(l.headDim);

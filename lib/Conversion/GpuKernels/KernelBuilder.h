@@ -403,6 +403,16 @@ public:
   Type f32, f64, bf16, i32, i64, ptr;
 };
 
+/// What the GPU generators require of a KV cache: positive sizes and the
+/// bf16 element type (the only one generated for GPUs so far).
+inline LogicalResult checkGpuCache(ModuleOp module,
+                                   const hostkernels::KvCacheShape &cache) {
+  if (cache.elementType != hostkernels::KvElementType::Native)
+    return module.emitError()
+           << "gpu kernel: only a bf16 KV cache is generated for GPUs so far";
+  return hostkernels::checkKvCacheShape(module, cache, "gpu kernel");
+}
+
 /// The parameters of the attention kernels over the paged cache
 /// (paged_attention's ABI, GpuKernels.h), with the split kernel's scratch.
 inline std::vector<KernelArg> attentionArgs(bool withWorkspace) {

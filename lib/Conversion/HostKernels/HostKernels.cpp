@@ -729,11 +729,35 @@ FailureOr<std::string> buildAddBias(ModuleOp module, int64_t features) {
   return name;
 }
 
-static LogicalResult checkCache(ModuleOp module, const KvCacheShape &cache) {
-  return success(
-      succeeded(checkPositive(module, "kv head count", cache.numKvHeads)) &&
-      succeeded(checkPositive(module, "head dim", cache.headDim)) &&
-      succeeded(checkPositive(module, "block size", cache.blockSize)));
+LogicalResult checkKvCacheShape(ModuleOp module, const KvCacheShape &cache,
+                                StringRef who) {
+  for (auto [what, value] : {std::pair<const char *, int64_t>{
+                                 "kv head count", cache.numKvHeads},
+                             {"head dim", cache.headDim},
+                             {"block size", cache.blockSize}})
+    if (value <= 0)
+      return module.emitError()
+             << who << ": " << what << " must be positive, got " << value;
+  return success();
+}
+
+LogicalResult checkPagedAttention(ModuleOp module,
+                                  const PagedAttentionParams &params,
+                                  StringRef who) {
+  const KvCacheShape &cache = params.cache;
+  if (failed(checkKvCacheShape(module, cache, who)))
+    return failure();
+  if (params.numHeads <= 0)
+    return module.emitError() << who << ": head count must be positive, got "
+                              << params.numHeads;
+  if (params.numHeads % cache.numKvHeads != 0)
+    return module.emitError()
+           << who << ": head count " << params.numHeads
+           << " is not a multiple of the kv head count " << cache.numKvHeads;
+  if (params.slidingWindow < 0)
+    return module.emitError()
+           << who << ": negative sliding window " << params.slidingWindow;
+  return success();
 }
 
 uint8_t encodeF8E4M3(float value) {
@@ -764,7 +788,7 @@ float decodeF8E4M3(uint8_t byte) {
 
 FailureOr<std::string> buildKvWrite(ModuleOp module,
                                     const KvCacheShape &cache) {
-  if (failed(checkCache(module, cache)))
+  if (failed(checkKvCacheShape(module, cache, "host kernel")))
     return failure();
   std::string name = "kv_write_kv" + std::to_string(cache.numKvHeads) + "_d" +
                      std::to_string(cache.headDim) + "_b" +
@@ -810,16 +834,8 @@ FailureOr<std::string> buildKvWrite(ModuleOp module,
 FailureOr<std::string> buildPagedAttention(ModuleOp module,
                                            const PagedAttentionParams &params) {
   const KvCacheShape &cache = params.cache;
-  if (failed(checkCache(module, cache)) ||
-      failed(checkPositive(module, "head count", params.numHeads)))
+  if (failed(checkPagedAttention(module, params, "host kernel")))
     return failure();
-  if (params.numHeads % cache.numKvHeads != 0)
-    return module.emitError()
-           << "host kernel: head count " << params.numHeads
-           << " is not a multiple of the kv head count " << cache.numKvHeads;
-  if (params.slidingWindow < 0)
-    return module.emitError()
-           << "host kernel: negative sliding window " << params.slidingWindow;
   const int64_t group = params.numHeads / cache.numKvHeads;
   const int64_t headDim = cache.headDim, blockSize = cache.blockSize;
   std::string name =
