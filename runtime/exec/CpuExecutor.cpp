@@ -276,9 +276,6 @@ bool CpuExecutor::makeRandomWeights(uint64_t seed, std::string &error) {
     return error = "out of memory for the random weights (" +
                    std::to_string(total >> 20) + " MiB)",
            false;
-  // Elements are independent (counter-based values): split each weight
-  // over all cores.
-  unsigned numThreads = std::max(1u, std::thread::hardware_concurrency());
   for (size_t i = 0; i < artifact.numWeights(); ++i) {
     const fb::WeightEntry &w = artifact.weight(i);
     uint8_t *dst = randomWeights.get() + offsets[i];
@@ -287,20 +284,11 @@ bool CpuExecutor::makeRandomWeights(uint64_t seed, std::string &error) {
       std::memcpy(dst, artifact.weightData(i), w.size());
       continue;
     }
-    bool isNorm = w.shape() && w.shape()->size() == 1 &&
-                  w.name()->string_view().find("norm") != std::string::npos;
-    float *values = reinterpret_cast<float *>(dst);
-    uint64_t count = w.size() / sizeof(float);
-    uint64_t perThread = (count + numThreads - 1) / numThreads;
-    std::vector<std::thread> threads;
-    for (unsigned t = 0; t < numThreads && t * perThread < count; ++t)
-      threads.emplace_back([=] {
-        uint64_t end = std::min(count, (t + 1) * perThread);
-        for (uint64_t e = t * perThread; e < end; ++e)
-          values[e] = randomWeightValue(seed, i, e, isNorm);
-      });
-    for (std::thread &thread : threads)
-      thread.join();
+    bool isNorm = isNormWeight(w.name()->string_view(),
+                               w.shape() ? w.shape()->size() : 0);
+    fillRandomWeight(seed, i, isNorm, 0, w.size() / sizeof(float),
+                     reinterpret_cast<float *>(dst),
+                     [](float value) { return value; });
   }
   return true;
 }

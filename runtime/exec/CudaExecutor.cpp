@@ -502,17 +502,7 @@ uint16_t toBF16(float value) {
 /// weight `weight` as bf16, on all cores.
 void fillRandomBF16(uint64_t seed, uint64_t weight, bool isNorm,
                     uint64_t first, uint64_t count, uint16_t *out) {
-  unsigned numThreads = std::max(1u, std::thread::hardware_concurrency());
-  uint64_t perThread = (count + numThreads - 1) / numThreads;
-  std::vector<std::thread> threads;
-  for (unsigned t = 0; t < numThreads && t * perThread < count; ++t)
-    threads.emplace_back([=] {
-      uint64_t end = std::min(count, (t + 1) * perThread);
-      for (uint64_t e = t * perThread; e < end; ++e)
-        out[e] = toBF16(randomWeightValue(seed, weight, first + e, isNorm));
-    });
-  for (std::thread &thread : threads)
-    thread.join();
+  fillRandomWeight(seed, weight, isNorm, first, count, out, toBF16);
 }
 
 bool CudaExecutor::uploadRandomWeights(uint64_t seed, std::string &error) {
@@ -543,8 +533,8 @@ bool CudaExecutor::uploadRandomWeights(uint64_t seed, std::string &error) {
         return false;
       continue;
     }
-    bool isNorm = w.shape() && w.shape()->size() == 1 &&
-                  w.name()->string_view().find("norm") != std::string::npos;
+    bool isNorm = isNormWeight(w.name()->string_view(),
+                               w.shape() ? w.shape()->size() : 0);
     uint64_t count = w.size() / 2;
     for (uint64_t first = 0; first < count; first += kChunkElements) {
       uint64_t n = std::min(kChunkElements, count - first);

@@ -15,9 +15,12 @@
 #include "runtime/core/BlockManager.h"
 #include "runtime/core/Types.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
+#include <thread>
 #include <vector>
 
 namespace optrt {
@@ -176,6 +179,32 @@ inline float randomWeightValue(uint64_t seed, uint64_t weight, uint64_t index,
   z ^= z >> 31;
   float unit = float(z >> 40) * (1.0f / 16777216.0f); // [0, 1)
   return (isNorm ? 0.95f : -0.05f) + 0.1f * unit;
+}
+
+/// Whether a virtual weight is a norm's (randomWeightValue near 1): the 1-D
+/// weights named "...norm...".
+inline bool isNormWeight(std::string_view name, size_t rank) {
+  return rank == 1 && name.find("norm") != std::string_view::npos;
+}
+
+/// Fills out[0, count) with convert(randomWeightValue(seed, weight,
+/// first + e, isNorm)), e split over all cores (the values are
+/// counter-based: every range is independent).
+template <typename T, typename Convert>
+void fillRandomWeight(uint64_t seed, uint64_t weight, bool isNorm,
+                      uint64_t first, uint64_t count, T *out,
+                      Convert convert) {
+  unsigned numThreads = std::max(1u, std::thread::hardware_concurrency());
+  uint64_t perThread = (count + numThreads - 1) / numThreads;
+  std::vector<std::thread> threads;
+  for (unsigned t = 0; t < numThreads && t * perThread < count; ++t)
+    threads.emplace_back([=] {
+      uint64_t end = std::min(count, (t + 1) * perThread);
+      for (uint64_t e = t * perThread; e < end; ++e)
+        out[e] = convert(randomWeightValue(seed, weight, first + e, isNorm));
+    });
+  for (std::thread &thread : threads)
+    thread.join();
 }
 
 /// The executor for the artifact's host (CPU) kernels. The artifact must
