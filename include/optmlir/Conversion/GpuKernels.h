@@ -275,6 +275,10 @@ mlir::FailureOr<GpuKernel>
 buildFlashAttention(mlir::ModuleOp module,
                     const hostkernels::PagedAttentionParams &params,
                     int64_t minQueryRows = 64);
+/// Whether flash_attention tiles these parameters (a head dim that is a
+/// multiple of 16 up to 256, a positive finite scale, a bf16 cache); plans
+/// use the split kernel alone otherwise.
+bool flashAttentionTiles(const hostkernels::PagedAttentionParams &params);
 mlir::FailureOr<GpuKernel>
 buildFlashAttention(mlir::ModuleOp module,
                     const hostkernels::PagedAttentionParams &params,

@@ -1130,6 +1130,12 @@ buildFlashAttention(ModuleOp module,
                              FlashAttentionTiling());
 }
 
+bool flashAttentionTiles(const hostkernels::PagedAttentionParams &params) {
+  return params.cache.headDim % 16 == 0 && params.cache.headDim <= 256 &&
+         params.scale > 0.0 && std::isfinite(params.scale) &&
+         params.cache.elementType == hostkernels::KvElementType::Native;
+}
+
 FailureOr<GpuKernel>
 buildFlashAttention(ModuleOp module,
                     const hostkernels::PagedAttentionParams &params,

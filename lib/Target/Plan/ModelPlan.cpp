@@ -718,7 +718,7 @@ LogicalResult Planner::planAttention(tfm::AttentionOp op) {
   // each leaves the other's rows alone. Head dims flash_attention does not
   // tile stay on the split kernel alone.
   const int64_t longQueryRows = 64;
-  bool flash = headDim % 16 == 0 && headDim <= 256 && attention.scale > 0.0;
+  bool flash = gpukernels::flashAttentionTiles(attention);
   if (flash &&
       failed(gpuKernelCall(
           op,

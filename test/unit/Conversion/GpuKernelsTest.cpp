@@ -269,6 +269,14 @@ TEST_F(GpuKernelsTest, ModuleVerifiesAndLaunchRulesAreSane) {
   // m, l and 64 floats.
   EXPECT_EQ(gpukernels::pagedAttentionWorkspaceBytes({6, cache, 0.125, 0}),
             (256 + 256 * 6 * 66) * 4);
+  // Which parameters the planner may give flash_attention.
+  EXPECT_TRUE(gpukernels::flashAttentionTiles({6, cache, 0.125, 0}));
+  EXPECT_FALSE(
+      gpukernels::flashAttentionTiles({6, KvCacheShape{2, 72, 16}, 0.125, 0}));
+  EXPECT_FALSE(
+      gpukernels::flashAttentionTiles({6, KvCacheShape{2, 512, 16}, 0.125, 0}));
+  EXPECT_FALSE(gpukernels::flashAttentionTiles(
+      {6, KvCacheShape{2, 64, 16, optmlir::hostkernels::KvElementType::F8E4M3}, 0.125, 0}));
   // Long query runs are left to flash attention from 64 queries on.
   EXPECT_TRUE(mlir::failed(
       gpukernels::buildPagedAttention(*scratch, {6, cache, 0.125, 0}, 16)));
