@@ -434,7 +434,15 @@ bool CudaExecutor::run(const StepBatch &batch, std::string &error) {
       if (!CudaEvent::elapsedMs(profileEvents[i], profileEvents[i + 1], ms,
                                 error))
         return false;
-      auto &[total, count] = profile[commands[i].name];
+      // Gemms are told apart by their weight's shape.
+      const DecodedCommand &command = commands[i];
+      std::string key = command.name;
+      if (command.kind == fb::CommandKind::Gemm &&
+          command.operands.size() > 1 &&
+          command.operands[1].sizes.size() == 2)
+        key += " " + std::to_string(command.operands[1].sizes[0].value) +
+               "x" + std::to_string(command.operands[1].sizes[1].value);
+      auto &[total, count] = profile[key];
       total += ms;
       ++count;
     }
