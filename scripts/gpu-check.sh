@@ -26,7 +26,7 @@ import json, sys
 d = json.load(open(sys.argv[1]))
 for suite in d["testsuites"]:
     for t in suite["testsuite"]:
-        props = {k: v for k, v in t.items() if k.startswith(("prompt", "identical"))}
+        props = {k: v for k, v in t.items() if k.startswith(("prompt", "identical", "worst"))}
         print(t["name"], "FAILED" if t.get("failures") else "ok", props)
 PY
 

@@ -289,6 +289,9 @@ std::string verifyMetadata(const fb::Artifact &root, uint64_t blobSize) {
     } else if (cmd->kind() == fb::CommandKind::KernelCall) {
       return what + " is a kernel call without a kernel";
     }
+    if (cmd->max_tokens() != 0 && cmd->max_tokens() < cmd->min_tokens())
+      return what + " runs in steps of " + str(cmd->min_tokens()) + " to " +
+             str(cmd->max_tokens()) + " tokens, which is none";
     auto *args = cmd->args();
     size_t numArgs = args ? args->size() : 0;
     for (size_t a = 0; a < numArgs; ++a) {
@@ -519,7 +522,9 @@ ArtifactSpec Artifact::toSpec() const {
   spec.plan.maxTokensPerStep = p.max_tokens_per_step();
   if (p.commands())
     for (const fb::Command *c : *p.commands()) {
-      Command cmd{c->kind(), s(c->name()), c->kernel(), c->entry(), {}};
+      Command cmd{c->kind(),  s(c->name()),     c->kernel(),
+                  c->entry(), {},               c->min_tokens(),
+                  c->max_tokens()};
       if (c->args())
         for (const fb::Arg *a : *c->args())
           cmd.args.push_back({a->kind(), a->index(), a->offset(), a->value()});

@@ -21,7 +21,7 @@ constexpr uint8_t kMagic[8] = {'O', 'P', 'T', 'P', 'K', 'G', '\r', '\n'};
 /// Container layout version (this header and section placement).
 constexpr uint32_t kFormatVersion = 1;
 /// Artifact.fbs version; bumped when an older runtime must refuse new files.
-constexpr uint32_t kSchemaVersion = 2;
+constexpr uint32_t kSchemaVersion = 3;
 
 /// Size of the version-1 header in bytes.
 constexpr uint32_t kHeaderSize = 96;

@@ -93,6 +93,9 @@ struct Command {
   uint32_t kernel = kNoKernel;
   uint32_t entry = 0;
   std::vector<Arg> args;
+  /// Runs only in steps of minTokens..maxTokens packed tokens (0: no bound).
+  uint32_t minTokens = 0;
+  uint32_t maxTokens = 0;
 };
 
 struct Plan {

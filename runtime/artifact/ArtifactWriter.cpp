@@ -57,7 +57,8 @@ Offset<fb::Plan> packPlan(FlatBufferBuilder &b, const Plan &p) {
       args.push_back(fb::CreateArg(b, a.kind, a.index, a.offset, a.value));
     commands.push_back(fb::CreateCommand(b, c.kind, b.CreateString(c.name),
                                          c.kernel, c.entry,
-                                         b.CreateVector(args)));
+                                         b.CreateVector(args), c.minTokens,
+                                         c.maxTokens));
   }
   auto bufVec = b.CreateVector(buffers);
   auto cmdVec = b.CreateVector(commands);

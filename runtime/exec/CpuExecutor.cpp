@@ -427,6 +427,8 @@ bool CpuExecutor::step(const StepBatch &batch, float *logits,
   std::vector<void *> args;
   for (size_t index = 0; index < commands.size(); ++index) {
     const DecodedCommand &command = commands[index];
+    if (!command.runsAt(scalars[pa::NumTokens]))
+      continue;
     words.resize(command.operands.size());
     args.clear();
     for (size_t i = 0; i < command.operands.size(); ++i) {

@@ -335,7 +335,7 @@ bool CudaExecutor::prepareGemms(std::string &error) {
         command.gemvVariants.empty() ? 0 : command.gemvVariants.back().maxTokens;
     for (int64_t bucket = 1; bucket < 2 * maxRows; bucket *= 2) {
       int64_t m = std::min(bucket, maxRows);
-      if (m <= gemvRows)
+      if (m <= gemvRows || !command.runsAt(m))
         continue;
       // As enqueue() builds it, for m rows (num_tokens or num_logit_rows).
       int64_t rows[pa::NumRuntimeScalars] = {};
@@ -629,6 +629,8 @@ bool CudaExecutor::enqueue(CUstream cudaStream, std::string &error) {
     const DecodedCommand &command = commands[index];
     if (profiling && !profileEvents[index].record(stream, error))
       return false;
+    if (!command.runsAt(scalars[pa::NumTokens]))
+      continue;
     if (command.kind == fb::CommandKind::Gemm) {
       // A bias goes to cuBLASLt's epilogue (such gemms have no GEMV variants).
       GemmProblem problem = gemmProblem(command, scalars);

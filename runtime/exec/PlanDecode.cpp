@@ -35,6 +35,8 @@ bool decodePlan(const fb::Plan &plan, bool withLaunch,
     decoded.kind = command->kind();
     decoded.name = command->name() ? command->name()->str() : "";
     decoded.entry = command->entry();
+    decoded.minTokens = command->min_tokens();
+    decoded.maxTokens = command->max_tokens();
     std::string where = "command '" + decoded.name + "'";
     if (decoded.kind != fb::CommandKind::KernelCall &&
         decoded.kind != fb::CommandKind::Gemm) {

@@ -62,6 +62,11 @@ struct DecodedCommand {
   std::vector<Operand> operands;
   std::vector<Extent> scalars; // GPU kernel calls only, after the operands
   std::vector<GemvVariant> gemvVariants; // GPU gemms only, smallest first
+  /// The command runs in steps of minTokens..maxTokens tokens (0: no bound).
+  int64_t minTokens = 0, maxTokens = 0;
+  bool runsAt(int64_t numTokens) const {
+    return numTokens >= minTokens && (maxTokens == 0 || numTokens <= maxTokens);
+  }
 };
 
 /// The address of an array argument's base (Buffer, Weight or KVCache, with

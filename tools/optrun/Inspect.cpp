@@ -188,6 +188,11 @@ void printCommands(const Artifact &a) {
           entries->Get(command.entry())->str() != str(command.name()))
         line += " (" + entries->Get(command.entry())->str() + ")";
     }
+    if (command.min_tokens() || command.max_tokens())
+      line += " [tokens " + std::to_string(command.min_tokens()) + ".." +
+              (command.max_tokens() ? std::to_string(command.max_tokens())
+                                    : std::string()) +
+              "]";
     const auto *args = command.args();
     std::string items;
     for (size_t i = 0; args && i < args->size();) {

@@ -200,6 +200,21 @@ struct GemvParams {
   /// (split-K within the block, combined through shared memory): a divisor
   /// of warpsPerBlock, or 0 for all of them (the fastest measured).
   int64_t splitK = 0;
+  /// x is the residual stream and the product is rms_norm(x) * weight^T:
+  /// each lane scales its x by the norm weight and sums x^2 as it goes, and
+  /// the row's 1 / rms multiplies the sum at the end, so no kernel writes
+  /// the normalized rows. Adds the operand norm_weight: [K] after x.
+  bool rmsNormInput = false;
+  double eps = 0;
+  enum class Epilogue {
+    None,
+    /// y = residual + x * weight^T (residual: [T, N] before y; it may be y).
+    Residual,
+    /// weight is [2N, K], gate rows then up rows (a fused gate/up
+    /// projection): y = silu(x * gate^T) * (x * up^T), y: [T, N].
+    SwiGLU,
+  };
+  Epilogue epilogue = Epilogue::None;
 };
 
 /// gemv(x: [T, K], weight: [N, K], y: [T, N], T)
@@ -211,6 +226,9 @@ struct GemvParams {
 ///   block 32 * warpsPerBlock. Build variants for maxTokens 1, 2, 4, 8 and
 ///   launch the smallest that covers T: a variant computes maxTokens rows
 ///   whatever T is (those past T on token T - 1, not stored).
+///   rmsNormInput and the epilogues fuse the decode step's norms, residual
+///   adds and swiglu into the products (GemvParams): the operands are then
+///   (x, [norm_weight], weight, [residual], y, T).
 mlir::FailureOr<GpuKernel> buildGemv(mlir::ModuleOp module,
                                      const GemvParams &params);
 

@@ -1067,11 +1067,23 @@ FailureOr<GpuKernel> buildGemv(ModuleOp module, const GemvParams &params) {
     return module.emitError()
            << "gpu kernel: gemv splitK " << params.splitK
            << " does not divide the warps per block " << warps;
+  if (params.rmsNormInput && !(params.eps > 0))
+    return module.emitError() << "gpu kernel: gemv with an rms_norm input "
+                                 "needs a positive epsilon";
+  using Epilogue = GemvParams::Epilogue;
+  const bool norm = params.rmsNormInput;
+  const bool swiglu = params.epilogue == Epilogue::SwiGLU;
+  const bool residual = params.epilogue == Epilogue::Residual;
   const int64_t n = params.n, kDim = params.k, maxT = params.maxTokens;
-  // Rows per warp: with several tokens, each x vector a lane loads serves
-  // that many weight rows (the x loads and FMAs, not HBM, bound T = 8 with
-  // one row per warp).
-  const int64_t rowsPerWarp = std::min<int64_t>(maxT, 4);
+  // Weight rows per output feature: a swiglu output reads a gate and an up
+  // row, N apart.
+  const int64_t rowsPerFeature = swiglu ? 2 : 1;
+  // Output features per warp: with several tokens, each x vector a lane
+  // loads serves that many weight rows (the x loads and FMAs, not HBM,
+  // bound T = 8 with one row per warp).
+  const int64_t rowsPerWarp =
+      std::max<int64_t>(1, std::min<int64_t>(maxT, 4) / rowsPerFeature);
+  const int64_t weightRows = rowsPerWarp * rowsPerFeature; // per warp
   // Measured on an H100 (7B shapes, T = 1 and 8): all warps of a block on
   // the same rows is as fast or faster than a block of independent warps
   // everywhere, by up to 30% for few long rows (4096 x 11008).
@@ -1080,10 +1092,22 @@ FailureOr<GpuKernel> buildGemv(ModuleOp module, const GemvParams &params) {
   std::string name = "gemv_n" + std::to_string(n) + "_k" +
                      std::to_string(kDim) + "_t" + std::to_string(maxT) + "_w" +
                      std::to_string(warps) + "_s" + std::to_string(splitK);
+  if (norm)
+    name += "_rmsnorm_eps" + numberForName(params.eps, 9);
+  if (residual)
+    name += "_residual";
+  if (swiglu)
+    name += "_swiglu";
   int64_t w = vectorWidthFor(kDim);
   int64_t chunks = kDim / w;
-  std::vector<KernelArg> args = {ptrArg("x"), ptrArg("weight"), ptrArg("y"),
-                                 i32Arg("T")};
+  std::vector<KernelArg> args = {ptrArg("x")};
+  if (norm)
+    args.push_back(ptrArg("norm_weight"));
+  args.push_back(ptrArg("weight"));
+  if (residual)
+    args.push_back(ptrArg("residual"));
+  args.push_back(ptrArg("y"));
+  args.push_back(i32Arg("T"));
   LaunchRule rule;
   rule.gridXPerRow = 0;
   rule.gridXFixed = llvm::divideCeil(n, rowsPerBlock);
@@ -1096,12 +1120,22 @@ FailureOr<GpuKernel> buildGemv(ModuleOp module, const GemvParams &params) {
   if (exists)
     return kernel;
 
-  const int64_t perWarp = rowsPerWarp * maxT; // accumulators per lane
-  KernelBuilder k(*gpuModule, name, args, {warps * perWarp}, rule.blockX,
-                  /*waitAtEntry=*/false);
-  k.readOnly({0, 1});
-  Value x = k.arg(0), weight = k.arg(1), y = k.arg(2);
-  Value numTokens = k.argIndex(3);
+  const int64_t perWarp = weightRows * maxT; // accumulators per lane
+  // Each warp's shared slots: its sums, then (norm) its sums of x^2.
+  const int64_t sharedPerWarp = perWarp + (norm ? maxT : 0);
+  KernelBuilder k(*gpuModule, name, args, {warps * sharedPerWarp},
+                  rule.blockX, /*waitAtEntry=*/false);
+  unsigned argIndex = 0;
+  Value x = k.arg(argIndex++);
+  Value normWeight = norm ? k.arg(argIndex++) : Value();
+  Value weight = k.arg(argIndex++);
+  Value residualIn = residual ? k.arg(argIndex++) : Value();
+  Value y = k.arg(argIndex++);
+  Value numTokens = k.argIndex(argIndex);
+  SmallVector<unsigned> readOnly = {0, 1};
+  if (norm)
+    readOnly.push_back(2);
+  k.readOnly(readOnly);
   Value partials = k.shared(0);
   using P = arith::CmpIPredicate;
   Value lane = k.remui(k.tid, k.index(kWarp));
@@ -1113,19 +1147,23 @@ FailureOr<GpuKernel> buildGemv(ModuleOp module, const GemvParams &params) {
   // Rows past N read row N - 1 and tokens past T read token T - 1; neither
   // is stored. The loop body is straight-line code, its loads free to
   // issue early, and every thread reaches the barrier below.
-  SmallVector<Value> wBase, xBase;
-  for (int64_t r = 0; r < rowsPerWarp; ++r)
-    wBase.push_back(k.muli(
-        k.minsi(k.addi(firstRow, k.index(r)), k.index(n - 1)), k.index(kDim)));
+  SmallVector<Value> wBase, xBase; // wBase[r * rowsPerFeature + p]
+  for (int64_t r = 0; r < rowsPerWarp; ++r) {
+    Value row = k.minsi(k.addi(firstRow, k.index(r)), k.index(n - 1));
+    for (int64_t p = 0; p < rowsPerFeature; ++p)
+      wBase.push_back(
+          k.muli(k.addi(row, k.index(p * n)), k.index(kDim)));
+  }
   Value lastToken = k.subi(numTokens, k.index(1));
   for (int64_t t = 0; t < maxT; ++t)
     xBase.push_back(k.muli(k.minsi(k.index(t), lastToken), k.index(kDim)));
 
-  // acc[r * maxT + t]. Slice s of K is chunks s*32 + lane + i*32*splitK:
-  // the warps of a slice group read adjacent 512-byte runs.
+  // acc[j * maxT + t] for weight row j of the warp, then (norm) the sums of
+  // x^2 per token. Slice s of K is chunks s*32 + lane + i*32*splitK: the
+  // warps of a slice group read adjacent 512-byte runs.
   struct WeightLoads {
     SmallVector<Value> cols;
-    SmallVector<SmallVector<Value>> wv; // [u * rowsPerWarp + r]
+    SmallVector<SmallVector<Value>> wv; // [u * weightRows + j]
   };
   auto loadWeights = [&](Value c, int64_t unroll) {
     WeightLoads loads;
@@ -1134,8 +1172,8 @@ FailureOr<GpuKernel> buildGemv(ModuleOp module, const GemvParams &params) {
           k.muli(k.addi(c, k.index(u * kWarp * splitK)), k.index(w)));
       // The weight streams once: coalesced over the warp, through the
       // non-coherent path.
-      for (int64_t r = 0; r < rowsPerWarp; ++r)
-        loads.wv.push_back(k.load(weight, k.addi(wBase[r], loads.cols[u]), w,
+      for (int64_t j = 0; j < weightRows; ++j)
+        loads.wv.push_back(k.load(weight, k.addi(wBase[j], loads.cols[u]), w,
                                   /*readOnly=*/true));
     }
     return loads;
@@ -1145,29 +1183,39 @@ FailureOr<GpuKernel> buildGemv(ModuleOp module, const GemvParams &params) {
     const SmallVector<Value> &cols = loads.cols;
     const SmallVector<SmallVector<Value>> &wv = loads.wv;
     SmallVector<Value> next(acc.begin(), acc.end());
-    for (int64_t u = 0; u < unroll; ++u)
+    for (int64_t u = 0; u < unroll; ++u) {
+      SmallVector<Value> gv;
+      if (norm)
+        gv = k.load(normWeight, cols[u], w, /*readOnly=*/true);
       for (int64_t t = 0; t < maxT; ++t) {
         SmallVector<Value> xv =
             k.load(x, k.addi(xBase[t], cols[u]), w, /*readOnly=*/true);
-        for (int64_t r = 0; r < rowsPerWarp; ++r)
+        if (norm)
+          for (int64_t e = 0; e < w; ++e) {
+            Value &squares = next[perWarp + t];
+            squares = k.fma(xv[e], xv[e], squares);
+            xv[e] = k.mul(xv[e], gv[e]);
+          }
+        for (int64_t j = 0; j < weightRows; ++j)
           for (int64_t e = 0; e < w; ++e)
-            next[r * maxT + t] =
-                k.fma(xv[e], wv[u * rowsPerWarp + r][e], next[r * maxT + t]);
+            next[j * maxT + t] =
+                k.fma(xv[e], wv[u * weightRows + j][e], next[j * maxT + t]);
       }
+    }
     return next;
   };
   auto step = [&](Value c, int64_t unroll,
                   ValueRange acc) -> SmallVector<Value> {
     return compute(loadWeights(c, unroll), unroll, acc);
   };
-  // rowsPerWarp * unroll 16-byte weight loads per lane in flight.
-  int64_t unroll = std::max<int64_t>(1, 4 / rowsPerWarp);
+  // weightRows * unroll 16-byte weight loads per lane in flight.
+  int64_t unroll = std::max<int64_t>(1, 4 / weightRows);
   while (unroll > 1 && chunks < unroll * kWarp * splitK)
     unroll /= 2;
   const int64_t stride = kWarp * splitK;
   int64_t mainChunks = chunks / (unroll * stride) * (unroll * stride);
   Value start = k.addi(k.muli(slice, k.index(kWarp)), lane);
-  SmallVector<Value> accs(perWarp, k.constF32(0.0));
+  SmallVector<Value> accs(sharedPerWarp, k.constF32(0.0));
   if (mainChunks > 0) {
     // The first iteration's weights (which no kernel writes) stream while
     // the previous kernel finishes; x is its output.
@@ -1188,15 +1236,17 @@ FailureOr<GpuKernel> buildGemv(ModuleOp module, const GemvParams &params) {
   for (Value &acc : accs)
     acc = k.warpReduce(acc, /*isMax=*/false);
   k.ifThen(k.cmpi(P::eq, lane, k.index(0)), [&] {
-    Value base = k.muli(warp, k.index(perWarp));
-    for (int64_t i = 0; i < perWarp; ++i)
+    Value base = k.muli(warp, k.index(sharedPerWarp));
+    for (int64_t i = 0; i < sharedPerWarp; ++i)
       k.storeShared(accs[i], partials, k.addi(base, k.index(i)));
   });
   k.barrier();
-  // One thread per (row, token) of the block sums the splitK slices.
-  k.forThreads(k.index(warps / splitK * perWarp), [&](Value item) {
-    Value group = k.divui(item, k.index(perWarp));
-    Value within = k.remui(item, k.index(perWarp));
+  // One thread per (output feature, token) of the block sums the splitK
+  // slices and applies the epilogue.
+  const int64_t perGroup = rowsPerWarp * maxT;
+  k.forThreads(k.index(warps / splitK * perGroup), [&](Value item) {
+    Value group = k.divui(item, k.index(perGroup));
+    Value within = k.remui(item, k.index(perGroup));
     Value r = k.divui(within, k.index(maxT));
     Value t = k.remui(within, k.index(maxT));
     Value row =
@@ -1204,12 +1254,42 @@ FailureOr<GpuKernel> buildGemv(ModuleOp module, const GemvParams &params) {
     Value valid = arith::AndIOp::create(k.b, k.cmpi(P::ult, row, k.index(n)),
                                         k.cmpi(P::ult, t, numTokens));
     k.ifThen(valid, [&] {
-      Value first = k.muli(group, k.index(splitK * perWarp));
-      Value sum = k.loadShared(partials, k.addi(first, within));
-      for (int64_t s = 1; s < splitK; ++s)
-        sum = k.add(sum, k.loadShared(partials, k.addi(k.addi(first, within),
-                                                       k.index(s * perWarp))));
-      k.store({sum}, y, k.addi(k.muli(t, k.index(n)), row));
+      Value first = k.muli(group, k.index(splitK * sharedPerWarp));
+      auto sumSlices = [&](Value slot) {
+        Value at = k.addi(first, slot);
+        Value sum = k.loadShared(partials, at);
+        for (int64_t s = 1; s < splitK; ++s)
+          sum = k.add(sum, k.loadShared(partials,
+                                        k.addi(at, k.index(s * sharedPerWarp))));
+        return sum;
+      };
+      // Weight row j = r * rowsPerFeature + p of the warp.
+      SmallVector<Value> sums;
+      for (int64_t p = 0; p < rowsPerFeature; ++p)
+        sums.push_back(sumSlices(k.addi(
+            k.muli(k.addi(k.muli(r, k.index(rowsPerFeature)), k.index(p)),
+                   k.index(maxT)),
+            t)));
+      if (norm) {
+        Value squares = sumSlices(k.addi(k.index(perWarp), t));
+        Value mean = k.div(squares, k.constF32(double(kDim)));
+        Value inv = k.div(k.constF32(1.0),
+                          k.intrinsic("llvm.sqrt.f32",
+                                      k.add(mean, k.constF32(params.eps))));
+        for (Value &sum : sums)
+          sum = k.mul(sum, inv);
+      }
+      // Rounded to bf16 where the kernels of larger steps store their
+      // products (gate and up, the projection before the add), so that a
+      // sequence's numerics depend little on the step's size.
+      auto rounded = [&](Value v) { return k.extf(k.truncf(v)); };
+      Value out = sums[0];
+      Value offset = k.addi(k.muli(t, k.index(n)), row);
+      if (swiglu)
+        out = emitSiluMul(k, rounded(sums[0]), rounded(sums[1]));
+      if (residual)
+        out = k.add(k.load(residualIn, offset, 1)[0], rounded(out));
+      k.store({out}, y, offset);
     });
   });
   k.finish();

@@ -18,6 +18,7 @@
 
 #include "mlir/IR/Builders.h"
 #include "llvm/ADT/DenseMap.h"
+#include "llvm/ADT/DenseSet.h"
 #include "llvm/ADT/StringMap.h"
 
 #include <map>
@@ -115,6 +116,24 @@ private:
   LogicalResult gpuKernelCall(Operation *op,
                               FailureOr<gpukernels::GpuKernel> kernel,
                               ArrayRef<PlanArray> operands, int64_t rows);
+  /// Appends `command`, limited to the token range being planned.
+  void addCommand(art::Command command) {
+    command.minTokens = rangeMin;
+    command.maxTokens = rangeMax;
+    hostPlan.spec.plan.commands.push_back(std::move(command));
+  }
+  /// Plans with every command limited to steps of minTokens..maxTokens
+  /// tokens (0: no bound).
+  template <typename PlanFn>
+  LogicalResult inTokenRange(uint32_t minTokens, uint32_t maxTokens,
+                             PlanFn plan) {
+    auto saved = std::make_pair(rangeMin, rangeMax);
+    rangeMin = minTokens;
+    rangeMax = maxTokens;
+    LogicalResult result = plan();
+    std::tie(rangeMin, rangeMax) = saved;
+    return result;
+  }
   LogicalResult addEntry(const std::string &name, uint32_t &entry);
   LogicalResult fail(Operation *op, const Twine &message) {
     std::string text;
@@ -203,6 +222,29 @@ private:
           return norm;
     return nullptr;
   }
+  /// The token range of the commands planned now (inTokenRange).
+  uint32_t rangeMin = 0, rangeMax = 0;
+
+  // GPU steps of up to kFusedGemvMaxTokens tokens (decode) run GEMV kernels
+  // that fuse the rms_norm before a projection and the residual add or
+  // swiglu after it; the norm, add and swiglu kernels and the cuBLASLt gemm
+  // run only in larger steps (Command::minTokens/maxTokens).
+  static constexpr uint32_t kFusedGemvMaxTokens = 4;
+  /// Whether `op` computes the step's logits (through casts, the function's
+  /// result): such a product covers only the rows the step asks for.
+  static bool computesLogits(tfm::LinearOp op);
+  /// Whether a GEMV kernel can compute `op` in decode steps.
+  bool gemvCanTake(tfm::LinearOp op) const;
+  /// Whether decode steps leave `norm` to the GEMV kernels of all its
+  /// users (cached).
+  bool normFusedIntoGemvs(tfm::RMSNormOp norm);
+  llvm::DenseMap<Operation *, bool> normsFusedIntoGemvs;
+  /// The operand an add overwrites with its result: one no later op reads.
+  Value addDestination(tfm::AddOp add);
+  /// Adds whose decode-step result a residual GEMV epilogue computes.
+  llvm::DenseSet<Operation *> addsDoneByGemv;
+  /// SwiGLUs whose decode-step result a GEMV epilogue computes, and where.
+  llvm::DenseMap<Operation *, PlanArray> swiglusDoneByGemv;
   /// The scratch buffer of the GPU attention kernels, once planned.
   int64_t attentionWorkspace = -1;
   int64_t inputIds = -1, positions = -1, slotMapping = -1, queryStart = -1,
@@ -275,7 +317,7 @@ LogicalResult Planner::kernelCall(Operation *op,
     return failure();
   for (const PlanArray &array : operands)
     appendArray(command, array);
-  hostPlan.spec.plan.commands.push_back(std::move(command));
+  addCommand(std::move(command));
   return success();
 }
 
@@ -341,7 +383,7 @@ LogicalResult Planner::gpuKernelCall(Operation *op,
       return fail(op, "kernel '" + kernel->name + "' takes a scalar '" +
                       arg.name + "' the plan does not know");
   }
-  hostPlan.spec.plan.commands.push_back(std::move(command));
+  addCommand(std::move(command));
   return success();
 }
 
@@ -519,6 +561,51 @@ FailureOr<PlanArray> Planner::viewOf(Operation *op, const PlanArray &input,
   return view;
 }
 
+bool Planner::computesLogits(tfm::LinearOp op) {
+  Value result = op.getResult();
+  while (result.hasOneUse() && isa<tfm::CastOp>(*result.getUsers().begin()))
+    result = result.getUsers().begin()->getResult(0);
+  return result.hasOneUse() && isa<func::ReturnOp>(*result.getUsers().begin());
+}
+
+bool Planner::gemvCanTake(tfm::LinearOp op) const {
+  return onGpu() && !op.getBias() && !computesLogits(op) &&
+         op.getWeight().getDefiningOp<tfm::GetWeightOp>() &&
+         cast<RankedTensorType>(op.getInput().getType()).getRank() == 2;
+}
+
+bool Planner::normFusedIntoGemvs(tfm::RMSNormOp norm) {
+  auto [it, inserted] = normsFusedIntoGemvs.try_emplace(norm, false);
+  if (!inserted)
+    return it->second;
+  if (!onGpu() || norm.getResult().use_empty() ||
+      !norm.getWeight().getDefiningOp<tfm::GetWeightOp>())
+    return false;
+  size_t lastLinear = 0;
+  for (Operation *user : norm.getResult().getUsers()) {
+    auto linear = dyn_cast<tfm::LinearOp>(user);
+    if (!linear || linear.getInput() != norm.getResult() ||
+        !gemvCanTake(linear))
+      return false;
+    lastLinear = std::max(lastLinear, opIndex.lookup(user));
+  }
+  // The GEMVs read the norm's input: it must outlive the last of them.
+  bool readLater =
+      llvm::any_of(norm.getInput().getUsers(), [&](Operation *user) {
+        return opIndex.lookup(user) > lastLinear;
+      });
+  return it->second = readLater;
+}
+
+Value Planner::addDestination(tfm::AddOp add) {
+  size_t index = opIndex.lookup(add);
+  if (writableAt(add.getLhs(), index))
+    return add.getLhs();
+  if (writableAt(add.getRhs(), index))
+    return add.getRhs();
+  return nullptr;
+}
+
 LogicalResult Planner::planLinear(tfm::LinearOp op) {
   PlanArray input = arrays.lookup(op.getInput());
   PlanArray weight = arrays.lookup(op.getWeight());
@@ -528,11 +615,7 @@ LogicalResult Planner::planLinear(tfm::LinearOp op) {
 
   // The linear that makes the function's result (through casts) computes
   // only the rows whose logits the step asks for.
-  Value result = op.getResult();
-  while (result.hasOneUse() && isa<tfm::CastOp>(*result.getUsers().begin()))
-    result = result.getUsers().begin()->getResult(0);
-  bool makesLogits =
-      result.hasOneUse() && isa<func::ReturnOp>(*result.getUsers().begin());
+  bool makesLogits = computesLogits(op);
 
   PlanArray a = input, out;
   if (makesLogits) {
@@ -572,31 +655,108 @@ LogicalResult Planner::planLinear(tfm::LinearOp op) {
                     bias.strides[0] == 1;
   if (biasInGemm)
     appendArray(gemm, bias);
+  bool gemv = onGpu() && !biasInGemm && a.dense() && out.dense() &&
+              weight.dense();
+
+  // Decode steps: the norm before the product, and the residual add or the
+  // swiglu after it, fused into its GEMV (launched by its own commands, the
+  // gemm then serves larger steps only).
+  auto norm = op.getInput().getDefiningOp<tfm::RMSNormOp>();
+  bool withNorm = gemv && gemvCanTake(op) && norm && normFusedIntoGemvs(norm);
+  tfm::AddOp residualAdd;
+  tfm::SwiGLUOp swiglu;
+  if (gemv && gemvCanTake(op) && op.getResult().hasOneUse()) {
+    Operation *user = *op.getResult().getUsers().begin();
+    if (auto add = dyn_cast<tfm::AddOp>(user);
+        add && add.getLhs().getType() == add.getRhs().getType() &&
+        add.getLhs() != add.getRhs() && addDestination(add))
+      residualAdd = add;
+    // silu(gate) * up over the two halves of this product.
+    if (auto split = dyn_cast<tfm::SplitOp>(user);
+        split && split.getNumResults() == 2 &&
+        split.getDimAttr().getInt() == 1 && outFeatures % 2 == 0 &&
+        split.getResult(0).hasOneUse() && split.getResult(1).hasOneUse()) {
+      auto consumer =
+          dyn_cast<tfm::SwiGLUOp>(*split.getResult(0).getUsers().begin());
+      if (consumer && consumer.getGate() == split.getResult(0) &&
+          consumer.getUp() == split.getResult(1))
+        swiglu = consumer;
+    }
+  }
+  if (withNorm || residualAdd || swiglu) {
+    gpukernels::GemvParams params;
+    params.n = outFeatures;
+    params.k = input.shape[1];
+    SmallVector<PlanArray> operands;
+    if (withNorm) {
+      params.rmsNormInput = true;
+      params.eps = norm.getEps().convertToDouble();
+      operands = {arrays.lookup(norm.getInput()),
+                  arrays.lookup(norm.getWeight())};
+    } else {
+      operands = {input};
+    }
+    operands.push_back(weight);
+    PlanArray y = out;
+    if (residualAdd) {
+      params.epilogue = gpukernels::GemvParams::Epilogue::Residual;
+      Value into = addDestination(residualAdd);
+      Value other = into == residualAdd.getLhs() ? residualAdd.getRhs()
+                                                 : residualAdd.getLhs();
+      // The add writes `into`: this product's output or the residual.
+      Value residual = other == op.getResult() ? into : other;
+      operands.push_back(arrays.lookup(residual));
+      if (into != op.getResult())
+        y = arrays.lookup(into);
+      addsDoneByGemv.insert(residualAdd);
+    } else if (swiglu) {
+      params.epilogue = gpukernels::GemvParams::Epilogue::SwiGLU;
+      params.n = outFeatures / 2;
+      y = allocateArray({params.n});
+      swiglusDoneByGemv[swiglu] = y;
+    }
+    operands.push_back(y);
+    for (auto [maxTokens, minTokens] :
+         {std::pair<uint32_t, uint32_t>{1, 1}, {2, 2}, {4, 3}}) {
+      params.maxTokens = maxTokens;
+      if (failed(inTokenRange(minTokens, maxTokens, [&] {
+            return gpuKernelCall(op, gpukernels::buildGemv(*kernels, params),
+                                 operands, pa::NumTokens);
+          })))
+        return failure();
+    }
+    return inTokenRange(kFusedGemvMaxTokens + 1, 0, [&] {
+      addCommand(std::move(gemm));
+      define(op.getResult(), out);
+      return success();
+    });
+  }
+
   // On GPUs a few tokens (decode) read the weight faster through generated
   // GEMV kernels than through cuBLASLt: variants for up to 1, 2 and 4 rows
   // (PlanAbi.h), the executor launches the smallest that covers the step.
-  if (onGpu() && !biasInGemm && a.dense() && out.dense() && weight.dense()) {
+  if (gemv) {
     int64_t k = input.shape[1];
     for (int64_t maxTokens : {1, 2, 4}) {
       gpukernels::GemvParams params;
       params.n = outFeatures;
       params.k = k;
       params.maxTokens = maxTokens;
-      FailureOr<gpukernels::GpuKernel> gemv =
+      FailureOr<gpukernels::GpuKernel> gemvKernel =
           gpukernels::buildGemv(*kernels, params);
-      if (failed(gemv))
+      if (failed(gemvKernel))
         return fail(op, "cannot generate its GEMV kernel");
       uint32_t entry;
-      if (failed(addEntry(gemv->name, entry)))
+      if (failed(addEntry(gemvKernel->name, entry)))
         return failure();
-      const gpukernels::LaunchRule &launch = gemv->launch;
+      const gpukernels::LaunchRule &launch = gemvKernel->launch;
       for (int64_t value : {maxTokens, int64_t(entry), launch.gridXPerRow,
                             launch.gridXFixed, launch.gridY, launch.blockX,
                             launch.dynamicSharedBytes})
         gemm.args.push_back(art::Arg::integer(value));
     }
   }
-  hostPlan.spec.plan.commands.push_back(std::move(gemm));
+  addCommand(std::move(gemm));
   if (op.getBias() && !biasInGemm &&
       failed(call(
           op, [&] { return hostkernels::buildAddBias(*kernels, outFeatures); },
@@ -719,11 +879,14 @@ LogicalResult Planner::planAttention(tfm::AttentionOp op) {
   // tile stay on the split kernel alone.
   const int64_t longQueryRows = 64;
   bool flash = gpukernels::flashAttentionTiles(attention);
-  if (flash &&
-      failed(gpuKernelCall(
-          op,
-          gpukernels::buildFlashAttention(*kernels, attention, longQueryRows),
-          {q, keys, values, starts, lengths, table, out}, pa::NumTokens)))
+  // A step of fewer tokens has no such sequence: it skips the launch.
+  if (flash && failed(inTokenRange(longQueryRows, 0, [&] {
+        return gpuKernelCall(op,
+                             gpukernels::buildFlashAttention(
+                                 *kernels, attention, longQueryRows),
+                             {q, keys, values, starts, lengths, table, out},
+                             pa::NumTokens);
+      })))
     return failure();
   if (failed(gpuKernelCall(
           op,
@@ -743,13 +906,16 @@ LogicalResult Planner::planSwiGLU(tfm::SwiGLUOp op, size_t index) {
   if (gateSplit && gateSplit == op.getUp().getDefiningOp<tfm::SplitOp>() &&
       gateSplit.getNumResults() == 2 && gateSplit.getResult(0) == op.getGate() &&
       arrays.lookup(gateSplit.getInput()).dense()) {
-    PlanArray out = allocateArray({inner});
-    if (failed(call(op, [&] { return hostkernels::buildSwiGLU(*kernels, inner); },
-                    [&] { return gpukernels::buildSwiGLU(*kernels, inner); },
-                    {arrays.lookup(gateSplit.getInput()), out})))
-      return failure();
+    // In decode steps the gate/up GEMV's epilogue wrote `out`.
+    auto doneByGemv = swiglusDoneByGemv.find(op);
+    bool fused = doneByGemv != swiglusDoneByGemv.end();
+    PlanArray out = fused ? doneByGemv->second : allocateArray({inner});
     define(op.getResult(), out);
-    return success();
+    return inTokenRange(fused ? kFusedGemvMaxTokens + 1 : 0, 0, [&] {
+      return call(op, [&] { return hostkernels::buildSwiGLU(*kernels, inner); },
+                  [&] { return gpukernels::buildSwiGLU(*kernels, inner); },
+                  {arrays.lookup(gateSplit.getInput()), out});
+    });
   }
   PlanArray gate = arrays.lookup(op.getGate());
   PlanArray up = arrays.lookup(op.getUp());
@@ -799,13 +965,16 @@ LogicalResult Planner::planOp(Operation *op, size_t index) {
     int64_t hidden = input.shape[1];
     PlanArray out = allocateArray({hidden});
     double eps = norm.getEps().convertToDouble();
-    if (failed(call(
-            op, [&] { return hostkernels::buildRmsNorm(*kernels, hidden, eps); },
-            [&] { return gpukernels::buildRmsNorm(*kernels, hidden, eps); },
-            {input, arrays.lookup(norm.getWeight()), out})))
-      return failure();
     define(norm.getResult(), out);
-    return success();
+    // In decode steps the GEMVs that read it normalize their input.
+    return inTokenRange(
+        normFusedIntoGemvs(norm) ? kFusedGemvMaxTokens + 1 : 0, 0, [&] {
+          return call(
+              op,
+              [&] { return hostkernels::buildRmsNorm(*kernels, hidden, eps); },
+              [&] { return gpukernels::buildRmsNorm(*kernels, hidden, eps); },
+              {input, arrays.lookup(norm.getWeight()), out});
+        });
   }
   if (auto linear = dyn_cast<tfm::LinearOp>(op))
     return planLinear(linear);
@@ -848,16 +1017,20 @@ LogicalResult Planner::planOp(Operation *op, size_t index) {
   if (auto attention = dyn_cast<tfm::AttentionOp>(op))
     return planAttention(attention);
   if (auto add = dyn_cast<tfm::AddOp>(op)) {
-    Value into = add.getLhs(), other = add.getRhs();
-    if (!writableAt(into, index))
-      std::swap(into, other);
+    Value into = addDestination(add);
+    if (!into)
+      return fail(op, "both operands are read again later: add works in place");
+    Value other = into == add.getLhs() ? add.getRhs() : add.getLhs();
     PlanArray a = arrays.lookup(into);
     PlanArray b = arrays.lookup(other);
     if (add.getLhs().getType() != add.getRhs().getType() ||
         a.shape.size() != 2 || !a.dense() || !b.dense())
       return fail(op, "only adds dense [tokens, hidden] arrays of one shape");
-    if (!writableAt(into, index))
-      return fail(op, "both operands are read again later: add works in place");
+    define(add.getResult(), a);
+    // In decode steps a GEMV epilogue did the add: the kernels below serve
+    // larger steps, but for a norm of the sum that no GEMV computes.
+    bool doneByGemv = addsDoneByGemv.count(add);
+    uint32_t generalMin = doneByGemv ? kFusedGemvMaxTokens + 1 : 0;
     if (onGpu())
       if (tfm::RMSNormOp norm = fusableNorm(add)) {
         // The residual add and the norm that reads it in one launch: the
@@ -868,25 +1041,29 @@ LogicalResult Planner::planOp(Operation *op, size_t index) {
         FailureOr<int64_t> weight = weightIndex(get);
         if (failed(weight))
           return failure();
+        PlanArray normWeight = denseArray(art::ArgKind::Weight, *weight,
+                                          get.getType().getShape());
         PlanArray out = allocateArray({hidden});
-        if (failed(gpuKernelCall(
-                op, gpukernels::buildAddRmsNorm(*kernels, hidden, eps),
-                {b, a,
-                 denseArray(art::ArgKind::Weight, *weight,
-                            get.getType().getShape()),
-                 out},
-                pa::NumTokens)))
-          return failure();
         fusedNorms[norm] = out;
-        define(add.getResult(), a);
-        return success();
+        if (failed(inTokenRange(generalMin, 0, [&] {
+              return gpuKernelCall(
+                  op, gpukernels::buildAddRmsNorm(*kernels, hidden, eps),
+                  {b, a, normWeight, out}, pa::NumTokens);
+            })))
+          return failure();
+        if (!doneByGemv || normFusedIntoGemvs(norm))
+          return success();
+        return inTokenRange(1, kFusedGemvMaxTokens, [&] {
+          return gpuKernelCall(op,
+                               gpukernels::buildRmsNorm(*kernels, hidden, eps),
+                               {a, normWeight, out}, pa::NumTokens);
+        });
       }
-    if (failed(call(op, [&] { return hostkernels::buildAdd(*kernels, a.shape[1]); },
-                    [&] { return gpukernels::buildAdd(*kernels, a.shape[1]); },
-                    {a, b})))
-      return failure();
-    define(add.getResult(), a);
-    return success();
+    return inTokenRange(generalMin, 0, [&] {
+      return call(op, [&] { return hostkernels::buildAdd(*kernels, a.shape[1]); },
+                  [&] { return gpukernels::buildAdd(*kernels, a.shape[1]); },
+                  {a, b});
+    });
   }
   if (auto swiglu = dyn_cast<tfm::SwiGLUOp>(op))
     return planSwiGLU(swiglu, index);

@@ -92,6 +92,22 @@ void buildModel(mlir::ModuleOp module, const ModelShape &m,
              {m.vocab, m.hidden}})
       add(gpukernels::buildGemv(module, {n, k, maxTokens, 4}));
   }
+  // The decode step's fused GEMVs (1, 2 and 4 tokens): q/k/v with the norm
+  // in, o and down with the residual out, gate/up with both norm and swiglu.
+  using Epilogue = gpukernels::GemvParams::Epilogue;
+  for (int64_t maxTokens : {1, 2, 4}) {
+    auto fused = [&](int64_t n, int64_t k, bool norm, Epilogue epilogue) {
+      gpukernels::GemvParams params{n, k, maxTokens, 4};
+      params.rmsNormInput = norm;
+      params.eps = 1e-5;
+      params.epilogue = epilogue;
+      add(gpukernels::buildGemv(module, params));
+    };
+    fused(qkv, m.hidden, true, Epilogue::None);
+    fused(m.hidden, m.heads * m.headDim, false, Epilogue::Residual);
+    fused(m.intermediate, m.hidden, true, Epilogue::SwiGLU);
+    fused(m.hidden, m.intermediate, false, Epilogue::Residual);
+  }
 }
 
 /// Attention-side kernels for other head dims, with llama3 RoPE and a
@@ -256,6 +272,21 @@ TEST_F(GpuKernelsTest, ModuleVerifiesAndLaunchRulesAreSane) {
   ASSERT_TRUE(mlir::succeeded(head));
   EXPECT_EQ(head->launch.gridX(1), 8192);
   EXPECT_EQ(gemv->launch.blockX, 128);
+  // A swiglu GEMV computes 1024 features from 2048 rows: for 1 token a warp
+  // reads a gate and an up row per feature, for 4 tokens two of each.
+  gpukernels::GemvParams gateUp{1024, 384, 1, 4};
+  gateUp.rmsNormInput = true;
+  gateUp.eps = 1e-5;
+  gateUp.epilogue = gpukernels::GemvParams::Epilogue::SwiGLU;
+  auto gateUp1 = gpukernels::buildGemv(*scratch, gateUp);
+  ASSERT_TRUE(mlir::succeeded(gateUp1));
+  EXPECT_EQ(gateUp1->name, "gemv_n1024_k384_t1_w4_s4_rmsnorm_eps1em05_swiglu");
+  EXPECT_EQ(gateUp1->launch.gridX(1), 1024);
+  EXPECT_EQ(gateUp1->args.size(), 5u); // x, norm_weight, weight, y, T
+  gateUp.maxTokens = 4;
+  auto gateUp4 = gpukernels::buildGemv(*scratch, gateUp);
+  ASSERT_TRUE(mlir::succeeded(gateUp4));
+  EXPECT_EQ(gateUp4->launch.gridX(4), 512);
   KvCacheShape cache{2, 64, 16};
   auto attn = gpukernels::buildPagedAttention(*scratch, {6, cache, 0.125, 0});
   ASSERT_TRUE(mlir::succeeded(attn));
@@ -316,6 +347,9 @@ TEST_F(GpuKernelsTest, RejectsBadParameters) {
   EXPECT_TRUE(mlir::failed(gpukernels::buildRmsNorm(*scratch, 0, 1e-5)));
   EXPECT_TRUE(mlir::failed(gpukernels::buildGemv(*scratch, {64, 64, 9, 4})));
   EXPECT_TRUE(mlir::failed(gpukernels::buildGemv(*scratch, {64, 64, 8, 4, 3})));
+  gpukernels::GemvParams noEpsilon{64, 64, 1, 4};
+  noEpsilon.rmsNormInput = true;
+  EXPECT_TRUE(mlir::failed(gpukernels::buildGemv(*scratch, noEpsilon)));
   EXPECT_TRUE(mlir::failed(gpukernels::buildPagedAttention(
       *scratch, {3, KvCacheShape{2, 64, 16}, 0.1, 0})));
   EXPECT_TRUE(

@@ -430,7 +430,7 @@ TEST_F(ArtifactTest, RefusesNewerVersions) {
   bytes = goodBytes();
   editHeader(bytes, [](FileHeader &h) { h.schemaVersion = 7; });
   EXPECT_EQ(verifyBytes(bytes), "artifact schema version 7 is newer than "
-                                "this runtime supports (2)");
+                                "this runtime supports (3)");
   // Even a truncated newer file names the version, not the truncation.
   bytes.resize(20);
   EXPECT_TRUE(startsWith(verifyBytes(bytes), "artifact schema version 7"));
@@ -441,7 +441,7 @@ TEST_F(ArtifactTest, RefusesNewerVersions) {
   bytes = goodBytes();
   editHeader(bytes, [](FileHeader &h) { h.schemaVersion = 0; });
   EXPECT_EQ(verifyBytes(bytes),
-            "metadata schema version 2 does not match the header's 0");
+            "metadata schema version 3 does not match the header's 0");
 }
 
 TEST_F(ArtifactTest, RefusesMalformedMetadata) {

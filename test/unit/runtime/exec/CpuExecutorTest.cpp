@@ -189,12 +189,21 @@ protected:
     ASSERT_EQ(reference.firstLogits.size(), reference.prompts.size());
   }
 
-  /// Greedy continuation of every prompt, `steps` tokens, all prompts in one
-  /// batch or each alone.
-  std::vector<std::vector<int32_t>> greedy(int32_t steps, bool together) {
+  struct Continuation {
+    std::vector<std::vector<int32_t>> tokens;             // [prompt][step]
+    std::vector<std::vector<std::vector<float>>> logits; // [prompt][step]
+  };
+  /// Continues every prompt for `steps` tokens, all prompts in one batch or
+  /// each alone: greedily, or with the tokens of `forced` as inputs (the
+  /// same inputs for runs that would pick different tokens).
+  Continuation decode(int32_t steps, bool together,
+                      const std::vector<std::vector<int32_t>> *forced =
+                          nullptr) {
     int32_t numPrompts = reference.prompts.size();
     Runner runner(*executor, numPrompts);
-    std::vector<std::vector<int32_t>> out(numPrompts);
+    Continuation out;
+    out.tokens.resize(numPrompts);
+    out.logits.resize(numPrompts);
     auto run = [&](std::vector<int32_t> seqs) {
       std::vector<std::pair<int32_t, std::vector<int32_t>>> work;
       for (int32_t s : seqs)
@@ -202,8 +211,11 @@ protected:
       for (int32_t t = 0; t < steps; ++t) {
         auto rows = runner.step(work);
         for (size_t i = 0; i < seqs.size(); ++i) {
-          int32_t next = argmax(rows[i].data(), rows[i].size());
-          out[seqs[i]].push_back(next);
+          int32_t s = seqs[i];
+          int32_t next = forced ? (*forced)[s][t]
+                                : argmax(rows[i].data(), rows[i].size());
+          out.tokens[s].push_back(next);
+          out.logits[s].push_back(std::move(rows[i]));
           work[i].second = {next};
         }
       }
@@ -217,6 +229,9 @@ protected:
         run({s});
     }
     return out;
+  }
+  std::vector<std::vector<int32_t>> greedy(int32_t steps, bool together) {
+    return decode(steps, together).tokens;
   }
 
   std::unique_ptr<Artifact> artifact;
@@ -239,22 +254,50 @@ TEST_P(CpuExecutorTest, FirstLogitsMatchTransformers) {
   }
 }
 
+// Both with the prompts in one batch and each alone: on GPUs a step of one
+// token runs other kernels (the fused decode GEMVs) than a step of eight.
 TEST_P(CpuExecutorTest, GreedyMatchesTransformers) {
   size_t tokens = GetParam().greedyTokens;
-  std::vector<std::vector<int32_t>> out = greedy(tokens, /*together=*/true);
-  int identical = 0;
-  for (size_t p = 0; p < out.size(); ++p) {
-    ASSERT_GE(reference.greedy[p].size(), tokens);
-    identical += std::equal(out[p].begin(), out[p].end(),
-                            reference.greedy[p].begin());
+  for (bool together : {true, false}) {
+    std::vector<std::vector<int32_t>> out = greedy(tokens, together);
+    int identical = 0;
+    for (size_t p = 0; p < out.size(); ++p) {
+      ASSERT_GE(reference.greedy[p].size(), tokens);
+      identical += std::equal(out[p].begin(), out[p].end(),
+                              reference.greedy[p].begin());
+    }
+    EXPECT_GE(identical, GetParam().minPrompts)
+        << "prompts whose first " << tokens << " greedy tokens match, "
+        << (together ? "batched" : "each alone");
+    RecordProperty(together ? "identical_prompts" : "identical_prompts_alone",
+                   identical);
   }
-  EXPECT_GE(identical, GetParam().minPrompts)
-      << "prompts whose first " << tokens << " greedy tokens match";
-  RecordProperty("identical_prompts", identical);
 }
 
+// The host runs the same kernels whatever the batch: the same tokens. GPU
+// steps of up to 4 tokens run fused GEMV kernels, larger ones cuBLASLt:
+// given the same inputs, each step's logits agree within the bf16 bound
+// (greedy tokens may differ where the top two are within rounding, as on
+// prompt 5 of the references).
 TEST_P(CpuExecutorTest, BatchInvariance) {
-  EXPECT_EQ(greedy(12, /*together=*/true), greedy(12, /*together=*/false));
+  Continuation alone = decode(12, /*together=*/false);
+  if (GetParam().precision == "fp32") {
+    EXPECT_EQ(greedy(12, /*together=*/true), alone.tokens);
+    return;
+  }
+  Continuation together = decode(12, /*together=*/true, &alone.tokens);
+  double worst = 0;
+  for (size_t p = 0; p < alone.logits.size(); ++p)
+    for (size_t t = 0; t < alone.logits[p].size(); ++t) {
+      double error = relativeL2(together.logits[p][t].data(),
+                                alone.logits[p][t]);
+      EXPECT_LT(error, GetParam().maxRelativeL2)
+          << "prompt " << p << ", step " << t;
+      worst = std::max(worst, error);
+    }
+  char text[32];
+  std::snprintf(text, sizeof(text), "%.3g", worst);
+  RecordProperty("worst_rel_l2", text);
 }
 
 TEST_P(CpuExecutorTest, ChunkedPrefillGivesTheSameLogits) {
