@@ -88,6 +88,14 @@ cl::opt<int64_t> compileKvBlockSize(
     "kv-block-size",
     cl::desc("Tokens per paged KV-cache block (a power of two up to 1024)"),
     cl::init(16), cl::sub(compileCommand));
+cl::opt<std::string> compileGemvTiling(
+    "gemv-tiling",
+    cl::desc("GPU decode GEMV tiling as WARPS/SPLITK[/ROWS[/LOADS]]: warps "
+             "per block, how many share one output row, rows per warp at "
+             "least, 16-byte loads in flight per lane (tuning; default "
+             "auto: the planner's rule)"),
+    cl::value_desc("w/s/r/l"), cl::init("auto"), cl::Hidden,
+    cl::sub(compileCommand));
 cl::opt<bool> compileNoFusion("no-fusion",
                               cl::desc("Skip the projection fusion passes"),
                               cl::init(false), cl::sub(compileCommand));
@@ -268,6 +276,26 @@ int runCompile() {
       (compileKvBlockSize & (compileKvBlockSize - 1)))
     return fail("--kv-block-size must be a power of two up to 1024, got " +
                 Twine(int64_t(compileKvBlockSize)));
+
+  if (compileGemvTiling != "auto") {
+    // Fields left out keep the kernels' defaults.
+    options.gemvMinRowsPerWarp = 1;
+    options.gemvLoadsInFlight = 4;
+    int64_t *targets[] = {&options.gemvWarps, &options.gemvSplitK,
+                          &options.gemvMinRowsPerWarp,
+                          &options.gemvLoadsInFlight};
+    SmallVector<StringRef, 4> fields;
+    StringRef(compileGemvTiling).split(fields, '/');
+    bool bad = fields.size() < 2 || fields.size() > 4;
+    for (size_t i = 0; !bad && i < fields.size(); ++i)
+      bad = fields[i].getAsInteger(10, *targets[i]) || *targets[i] < 1;
+    if (bad || options.gemvWarps > 32 ||
+        options.gemvWarps % options.gemvSplitK != 0 ||
+        options.gemvMinRowsPerWarp > 8 || options.gemvLoadsInFlight > 32)
+      return fail("--gemv-tiling=" + compileGemvTiling +
+                  ": expected auto or WARPS/SPLITK[/ROWS[/LOADS]] with 1 <= "
+                  "WARPS <= 32, SPLITK dividing WARPS, ROWS <= 8, LOADS <= 32");
+  }
 
   mlir::DialectRegistry registry;
   optmlir::registerHostCodegenDialects(registry);

@@ -200,10 +200,19 @@ struct GemvParams {
   /// (split-K within the block, combined through shared memory): a divisor
   /// of warpsPerBlock, or 0 for all of them (the fastest measured).
   int64_t splitK = 0;
+  /// Output features a warp computes at least (R is max(this, min(T, 4))
+  /// weight rows, halved for swiglu): more rows share each x load and put
+  /// more bytes in flight per block.
+  int64_t minRowsPerWarp = 1;
+  /// 16-byte weight loads each lane issues per iteration (the first
+  /// iteration's go out before the kernel waits for its predecessor).
+  int64_t loadsInFlight = 4;
   /// x is the residual stream and the product is rms_norm(x) * weight^T:
-  /// each lane scales its x by the norm weight and sums x^2 as it goes, and
-  /// the row's 1 / rms multiplies the sum at the end, so no kernel writes
-  /// the normalized rows. Adds the operand norm_weight: [K] after x.
+  /// each block first sums x^2 over the whole row (x is small and stays in
+  /// L1 for the main loop), then normalizes each x vector it loads, rounded
+  /// to bf16 as rms_norm stores it, so no kernel writes the normalized rows
+  /// and a decode step's numerics are a larger step's. Adds the operand
+  /// norm_weight: [K] after x.
   bool rmsNormInput = false;
   double eps = 0;
   enum class Epilogue {

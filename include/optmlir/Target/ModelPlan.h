@@ -36,6 +36,15 @@ struct ModelPlanOptions {
   HostCodegenOptions codegen;
   /// NVIDIA GPU chip, e.g. "sm_90a" or "sm_80".
   std::string chip = "sm_90a";
+  /// The decode GEMVs' tiling (gpukernels::GemvParams): warps per block,
+  /// how many of them share a row, rows per warp at least, 16-byte loads
+  /// in flight per lane. 0 (all four): the planner's rule, the fastest
+  /// measured (ModelPlan.cpp); optc --gemv-tiling sets them to measure
+  /// others.
+  int64_t gemvWarps = 0;
+  int64_t gemvSplitK = 0;
+  int64_t gemvMinRowsPerWarp = 0;
+  int64_t gemvLoadsInFlight = 0;
 };
 
 /// A weight of the plan: the artifact stores it in the plan's weight dtype

@@ -169,6 +169,9 @@ FailureOr<GpuKernel> buildGatherRows(ModuleOp module, int64_t hidden) {
       {ptrArg("x"), ptrArg("rows"), ptrArg("out"), i32Arg("R")});
 }
 
+/// Chunks each thread of argmax_rows loads before comparing them.
+constexpr int64_t kArgmaxUnroll = 8;
+
 FailureOr<GpuKernel> buildArgmaxRows(ModuleOp module, int64_t vocabSize) {
   if (failed(checkPositive(module, "vocabulary size", vocabSize)))
     return failure();
@@ -207,25 +210,42 @@ FailureOr<GpuKernel> buildArgmaxRows(ModuleOp module, int64_t vocabSize) {
   forRow(k, 2, [&](Value r) {
     Value rowBase = k.muli(r, k.index(vocabSize));
     // A thread's chunks come in increasing order: strictly larger wins.
-    SmallVector<Value> best = k.loopCarry(
-        k.tid, k.index(chunks), k.index(blockX),
-        {k.constF32(-INFINITY), none},
-        [&](Value c, ValueRange st) -> SmallVector<Value> {
-          Value first = k.muli(c, k.index(w));
-          SmallVector<Value> v = k.load(logits, k.addi(rowBase, first), w, true);
-          Value value = st[0], id = st[1];
-          for (int64_t e = 0; e < w; ++e) {
-            Value eId = arith::UIToFPOp::create(
-                k.b, k.f32,
-                arith::IndexCastOp::create(k.b, k.i32,
-                                           k.addi(first, k.index(e))));
-            Value take = arith::CmpFOp::create(
-                k.b, arith::CmpFPredicate::OGT, v[e], value);
-            value = k.select(take, v[e], value);
-            id = k.select(take, eId, id);
-          }
-          return {value, id};
-        });
+    // `unroll` chunks per iteration, loaded before any comparison: one
+    // dependent L2 round trip per chunk made a 128k-entry row take 17 us
+    // on an H200.
+    auto scan = [&](Value c, int64_t unroll,
+                    ValueRange st) -> SmallVector<Value> {
+      SmallVector<Value> firsts;
+      SmallVector<SmallVector<Value>> vs;
+      for (int64_t u = 0; u < unroll; ++u) {
+        firsts.push_back(k.muli(k.addi(c, k.index(u * blockX)), k.index(w)));
+        vs.push_back(k.load(logits, k.addi(rowBase, firsts.back()), w, true));
+      }
+      Value value = st[0], id = st[1];
+      for (int64_t u = 0; u < unroll; ++u)
+        for (int64_t e = 0; e < w; ++e) {
+          Value eId = arith::UIToFPOp::create(
+              k.b, k.f32,
+              arith::IndexCastOp::create(k.b, k.i32,
+                                         k.addi(firsts[u], k.index(e))));
+          Value take = arith::CmpFOp::create(k.b, arith::CmpFPredicate::OGT,
+                                             vs[u][e], value);
+          value = k.select(take, vs[u][e], value);
+          id = k.select(take, eId, id);
+        }
+      return {value, id};
+    };
+    const int64_t unroll = kArgmaxUnroll;
+    const int64_t mainChunks = chunks / (unroll * blockX) * (unroll * blockX);
+    SmallVector<Value> best = {k.constF32(-INFINITY), none};
+    if (mainChunks > 0)
+      best = k.loopCarry(
+          k.tid, k.index(mainChunks), k.index(unroll * blockX), best,
+          [&](Value c, ValueRange st) { return scan(c, unroll, st); });
+    if (mainChunks < chunks)
+      best = k.loopCarry(
+          k.addi(k.index(mainChunks), k.tid), k.index(chunks), k.index(blockX),
+          best, [&](Value c, ValueRange st) { return scan(c, 1, st); });
     auto warpBest = [&](Value &value, Value &id) {
       for (int32_t offset = kWarp / 2; offset > 0; offset /= 2) {
         Value v2 = gpu::ShuffleOp::create(k.b, value, offset, kWarp,
@@ -443,7 +463,12 @@ buildRopeImpl(ModuleOp module, const hostkernels::RopeParams &params,
         /*alignment=*/16, kConstantSpace);
   }
 
-  KernelBuilder k(*gpuModule, name, args, {half, half}, kernel.launch.blockX);
+  // The positions, the slots and the angles' table come from step inputs
+  // only: they are done before the kernel waits for its predecessor
+  // (programmatic dependent launch), which then leaves the loads of q, k
+  // and v alone on the critical path.
+  KernelBuilder k(*gpuModule, name, args, {half, half}, kernel.launch.blockX,
+                  /*waitAtEntry=*/false);
   // Argument positions of the two signatures.
   const unsigned positionsArg = cache ? 3 : 2, rowsArg = cache ? 7 : 3;
   Value q = k.arg(0), key = k.arg(1), positions = k.arg(positionsArg);
@@ -454,8 +479,8 @@ buildRopeImpl(ModuleOp module, const hostkernels::RopeParams &params,
   const double twoPi = 2 * llvm::numbers::pi;
   // Runs `body` with the first element of token t's cache row, unless its
   // slot is negative (a token whose keys are not kept).
+  Value slot;
   auto writeToCache = [&](Value t, llvm::function_ref<void(Value)> body) {
-    Value slot = k.loadI32(k.arg(6), t);
     k.ifThen(k.cmpi(arith::CmpIPredicate::sge, slot, k.constI32(0)), [&] {
       body(k.muli(k.toIndex(slot),
                   k.index(cache->numKvHeads * cache->headDim)));
@@ -479,7 +504,10 @@ buildRopeImpl(ModuleOp module, const hostkernels::RopeParams &params,
       k.storeShared(k.intrinsic("llvm.nvvm.cos.approx.f", narrow), cosTable, i);
       k.storeShared(k.intrinsic("llvm.nvvm.sin.approx.f", narrow), sinTable, i);
     });
+    if (cache)
+      slot = k.loadI32(k.arg(6), t);
     k.barrier();
+    k.waitForPredecessor();
     k.forThreads(k.index(items), [&](Value item) {
       Value head = k.divui(item, k.index(chunksPerHead));
       Value i0 = k.muli(k.remui(item, k.index(chunksPerHead)), k.index(w));
@@ -1010,28 +1038,54 @@ buildPagedAttention(ModuleOp module,
                 k.loadShared(states, k.index(lastFlag)), k.constF32(1.0));
             k.ifThen(isLast, [&] {
               k.fence();
-              // One thread per (head, dim) of the group.
+              // One thread per (head, dim) of the group. The split states
+              // are read 8 splits at a time, every load of a group before
+              // its math (one online-softmax merge per group): a loop of
+              // dependent L2 round trips over 32 splits was most of a
+              // batch-1 decode's attention time (13.5 us of ~16 on an
+              // H200), and all 32 at once doubled the kernel's registers.
+              // Lanes past `splits` re-read the last split and weigh 0.
               k.forThreads(k.index(hp * headDim), [&](Value item) {
                 Value head =
                     k.addi(firstHead, k.divui(item, cD));
                 Value d = k.remui(item, cD);
-                SmallVector<Value> merged = k.loopCarry(
-                    c0, splits, c1, {negInf, zero, zero},
-                    [&](Value zi, ValueRange st) -> SmallVector<Value> {
-                      Value base = stateOffset(zi, head);
-                      Value m = st[0], sum = st[1];
-                      SmallVector<Value> acc = {st[2]};
-                      mergeSoftmaxState(
-                          k, m, sum, acc, k.loadF32Volatile(workspace, base),
-                          k.loadF32Volatile(workspace, k.addi(base, c1)),
-                          {k.loadF32Volatile(
-                              workspace,
-                              k.addi(base, k.addi(k.index(2), d)))});
-                      return {m, sum, acc[0]};
-                    });
+                Value lastSplit = k.subi(splits, c1);
+                Value maxM = negInf, sum = zero, acc = zero;
+                constexpr int64_t kGroup = 8;
+                for (int64_t group = 0; group < kMaxAttentionSplits;
+                     group += kGroup) {
+                  SmallVector<Value> ms, sums, accs;
+                  for (int64_t zi = group; zi < group + kGroup; ++zi) {
+                    Value base =
+                        stateOffset(k.minsi(k.index(zi), lastSplit), head);
+                    ms.push_back(k.loadF32Volatile(workspace, base));
+                    sums.push_back(
+                        k.loadF32Volatile(workspace, k.addi(base, c1)));
+                    accs.push_back(k.loadF32Volatile(
+                        workspace, k.addi(base, k.addi(k.index(2), d))));
+                  }
+                  Value newM = maxM;
+                  for (int64_t i = 0; i < kGroup; ++i) {
+                    ms[i] = k.select(k.cmpi(P::ult, k.index(group + i), splits),
+                                     ms[i], negInf);
+                    newM = k.maxf(newM, ms[i]);
+                  }
+                  Value empty = arith::CmpFOp::create(
+                      k.b, arith::CmpFPredicate::OEQ, newM, negInf);
+                  Value rescale =
+                      k.select(empty, zero, k.exp2(k.sub(maxM, newM)));
+                  sum = k.mul(sum, rescale);
+                  acc = k.mul(acc, rescale);
+                  for (int64_t i = 0; i < kGroup; ++i) {
+                    Value weight =
+                        k.select(empty, zero, k.exp2(k.sub(ms[i], newM)));
+                    sum = k.fma(weight, sums[i], sum);
+                    acc = k.fma(weight, accs[i], acc);
+                  }
+                  maxM = newM;
+                }
                 Value rowHead = k.addi(k.muli(t, k.index(numHeads)), head);
-                k.store({k.div(merged[2], merged[1])}, out,
-                        k.addi(k.muli(rowHead, cD), d));
+                k.store({k.div(acc, sum)}, out, k.addi(k.muli(rowHead, cD), d));
               });
               // Ready for the next step's splits.
               k.ifThen(k.cmpi(P::eq, k.tid, c0), [&] {
@@ -1067,6 +1121,12 @@ FailureOr<GpuKernel> buildGemv(ModuleOp module, const GemvParams &params) {
     return module.emitError()
            << "gpu kernel: gemv splitK " << params.splitK
            << " does not divide the warps per block " << warps;
+  if (params.minRowsPerWarp < 1 || params.minRowsPerWarp > 8 ||
+      params.loadsInFlight < 1 || params.loadsInFlight > 32)
+    return module.emitError()
+           << "gpu kernel: gemv rows per warp " << params.minRowsPerWarp
+           << " (1 to 8) or loads in flight " << params.loadsInFlight
+           << " (1 to 32) out of range";
   if (params.rmsNormInput && !(params.eps > 0))
     return module.emitError() << "gpu kernel: gemv with an rms_norm input "
                                  "needs a positive epsilon";
@@ -1081,8 +1141,9 @@ FailureOr<GpuKernel> buildGemv(ModuleOp module, const GemvParams &params) {
   // Output features per warp: with several tokens, each x vector a lane
   // loads serves that many weight rows (the x loads and FMAs, not HBM,
   // bound T = 8 with one row per warp).
-  const int64_t rowsPerWarp =
-      std::max<int64_t>(1, std::min<int64_t>(maxT, 4) / rowsPerFeature);
+  const int64_t rowsPerWarp = std::max<int64_t>(
+      1, std::max(params.minRowsPerWarp, std::min<int64_t>(maxT, 4)) /
+             rowsPerFeature);
   const int64_t weightRows = rowsPerWarp * rowsPerFeature; // per warp
   // Measured on an H100 (7B shapes, T = 1 and 8): all warps of a block on
   // the same rows is as fast or faster than a block of independent warps
@@ -1098,6 +1159,12 @@ FailureOr<GpuKernel> buildGemv(ModuleOp module, const GemvParams &params) {
     name += "_residual";
   if (swiglu)
     name += "_swiglu";
+  // Tilings other than the default say so (names stay those of the
+  // default kernels).
+  if (params.minRowsPerWarp != 1)
+    name += "_r" + std::to_string(params.minRowsPerWarp);
+  if (params.loadsInFlight != 4)
+    name += "_l" + std::to_string(params.loadsInFlight);
   int64_t w = vectorWidthFor(kDim);
   int64_t chunks = kDim / w;
   std::vector<KernelArg> args = {ptrArg("x")};
@@ -1121,8 +1188,8 @@ FailureOr<GpuKernel> buildGemv(ModuleOp module, const GemvParams &params) {
     return kernel;
 
   const int64_t perWarp = weightRows * maxT; // accumulators per lane
-  // Each warp's shared slots: its sums, then (norm) its sums of x^2.
-  const int64_t sharedPerWarp = perWarp + (norm ? maxT : 0);
+  // Each warp's shared slots: its sums (first its sums of x^2, with a norm).
+  const int64_t sharedPerWarp = perWarp;
   KernelBuilder k(*gpuModule, name, args, {warps * sharedPerWarp},
                   rule.blockX, /*waitAtEntry=*/false);
   unsigned argIndex = 0;
@@ -1158,9 +1225,9 @@ FailureOr<GpuKernel> buildGemv(ModuleOp module, const GemvParams &params) {
   for (int64_t t = 0; t < maxT; ++t)
     xBase.push_back(k.muli(k.minsi(k.index(t), lastToken), k.index(kDim)));
 
-  // acc[j * maxT + t] for weight row j of the warp, then (norm) the sums of
-  // x^2 per token. Slice s of K is chunks s*32 + lane + i*32*splitK: the
-  // warps of a slice group read adjacent 512-byte runs.
+  // acc[j * maxT + t] for weight row j of the warp. Slice s of K is chunks
+  // s*32 + lane + i*32*splitK: the warps of a slice group read adjacent
+  // 512-byte runs.
   struct WeightLoads {
     SmallVector<Value> cols;
     SmallVector<SmallVector<Value>> wv; // [u * weightRows + j]
@@ -1178,6 +1245,7 @@ FailureOr<GpuKernel> buildGemv(ModuleOp module, const GemvParams &params) {
     }
     return loads;
   };
+  SmallVector<Value> invs; // per token, with a norm (normalizeTokens)
   auto compute = [&](const WeightLoads &loads, int64_t unroll,
                      ValueRange acc) -> SmallVector<Value> {
     const SmallVector<Value> &cols = loads.cols;
@@ -1190,12 +1258,12 @@ FailureOr<GpuKernel> buildGemv(ModuleOp module, const GemvParams &params) {
       for (int64_t t = 0; t < maxT; ++t) {
         SmallVector<Value> xv =
             k.load(x, k.addi(xBase[t], cols[u]), w, /*readOnly=*/true);
+        // The normalized x rounded as rms_norm stores it, so that a
+        // decode step multiplies what a larger step's GEMM would (greedy
+        // tokens alone and batched agree; HF rounds there too).
         if (norm)
-          for (int64_t e = 0; e < w; ++e) {
-            Value &squares = next[perWarp + t];
-            squares = k.fma(xv[e], xv[e], squares);
-            xv[e] = k.mul(xv[e], gv[e]);
-          }
+          for (int64_t e = 0; e < w; ++e)
+            xv[e] = k.extf(k.truncf(k.mul(k.mul(xv[e], invs[t]), gv[e])));
         for (int64_t j = 0; j < weightRows; ++j)
           for (int64_t e = 0; e < w; ++e)
             next[j * maxT + t] =
@@ -1204,12 +1272,75 @@ FailureOr<GpuKernel> buildGemv(ModuleOp module, const GemvParams &params) {
     }
     return next;
   };
+  // With a norm: each token's 1 / rms over all of x (which every block
+  // reads anyway, so the main loop's x loads hit L1), after the wait: x is
+  // the previous kernel's output. Summed per warp, then across the block.
+  Value lane0 = k.cmpi(P::eq, lane, k.index(0));
+  auto normalizeTokens = [&] {
+    if (!norm)
+      return;
+    // Straight-line loads (a loop over them would make each wait for the
+    // one before), then the chunks left over, if blockX does not divide
+    // them.
+    SmallVector<Value> squares(maxT, k.constF32(0.0));
+    auto addSquares = [&](Value c, MutableArrayRef<Value> acc) {
+      Value col = k.muli(c, k.index(w));
+      SmallVector<SmallVector<Value>> xs;
+      for (int64_t t = 0; t < maxT; ++t)
+        xs.push_back(k.load(x, k.addi(xBase[t], col), w, true));
+      for (int64_t t = 0; t < maxT; ++t)
+        for (Value e : xs[t])
+          acc[t] = k.fma(e, e, acc[t]);
+    };
+    const int64_t wholeRounds = chunks / rule.blockX;
+    {
+      SmallVector<SmallVector<Value>> xs;
+      for (int64_t i = 0; i < wholeRounds; ++i)
+        for (int64_t t = 0; t < maxT; ++t)
+          xs.push_back(k.load(
+              x,
+              k.addi(xBase[t], k.muli(k.addi(k.tid, k.index(i * rule.blockX)),
+                                      k.index(w))),
+              w, true));
+      for (int64_t i = 0; i < wholeRounds; ++i)
+        for (int64_t t = 0; t < maxT; ++t)
+          for (Value e : xs[i * maxT + t])
+            squares[t] = k.fma(e, e, squares[t]);
+    }
+    if (chunks % rule.blockX != 0)
+      squares = k.loopCarry(k.addi(k.tid, k.index(wholeRounds * rule.blockX)),
+                            k.index(chunks), k.index(rule.blockX), squares,
+                            [&](Value c, ValueRange acc) -> SmallVector<Value> {
+                              SmallVector<Value> next(acc.begin(), acc.end());
+                              addSquares(c, next);
+                              return next;
+                            });
+    for (Value &sq : squares)
+      sq = k.warpReduce(sq, /*isMax=*/false);
+    k.ifThen(lane0, [&] {
+      for (int64_t t = 0; t < maxT; ++t)
+        k.storeShared(squares[t], partials,
+                      k.addi(k.muli(warp, k.index(maxT)), k.index(t)));
+    });
+    k.barrier();
+    for (int64_t t = 0; t < maxT; ++t) {
+      Value total = k.loadShared(partials, k.index(t));
+      for (int64_t wi = 1; wi < warps; ++wi)
+        total = k.add(total, k.loadShared(partials, k.index(wi * maxT + t)));
+      Value mean = k.div(total, k.constF32(double(kDim)));
+      invs.push_back(k.div(
+          k.constF32(1.0),
+          k.intrinsic("llvm.sqrt.f32", k.add(mean, k.constF32(params.eps)))));
+    }
+    // The partial sums below reuse the slots.
+    k.barrier();
+  };
   auto step = [&](Value c, int64_t unroll,
                   ValueRange acc) -> SmallVector<Value> {
     return compute(loadWeights(c, unroll), unroll, acc);
   };
   // weightRows * unroll 16-byte weight loads per lane in flight.
-  int64_t unroll = std::max<int64_t>(1, 4 / weightRows);
+  int64_t unroll = std::max<int64_t>(1, params.loadsInFlight / weightRows);
   while (unroll > 1 && chunks < unroll * kWarp * splitK)
     unroll /= 2;
   const int64_t stride = kWarp * splitK;
@@ -1221,6 +1352,7 @@ FailureOr<GpuKernel> buildGemv(ModuleOp module, const GemvParams &params) {
     // the previous kernel finishes; x is its output.
     WeightLoads first = loadWeights(start, unroll);
     k.waitForPredecessor();
+    normalizeTokens();
     accs = compute(first, unroll, accs);
     accs = k.loopCarry(
         k.addi(start, k.index(unroll * stride)), k.index(mainChunks),
@@ -1228,6 +1360,7 @@ FailureOr<GpuKernel> buildGemv(ModuleOp module, const GemvParams &params) {
         [&](Value c, ValueRange acc) { return step(c, unroll, acc); });
   } else {
     k.waitForPredecessor();
+    normalizeTokens();
   }
   if (mainChunks < chunks)
     accs = k.loopCarry(
@@ -1235,7 +1368,7 @@ FailureOr<GpuKernel> buildGemv(ModuleOp module, const GemvParams &params) {
         accs, [&](Value c, ValueRange acc) { return step(c, 1, acc); });
   for (Value &acc : accs)
     acc = k.warpReduce(acc, /*isMax=*/false);
-  k.ifThen(k.cmpi(P::eq, lane, k.index(0)), [&] {
+  k.ifThen(lane0, [&] {
     Value base = k.muli(warp, k.index(sharedPerWarp));
     for (int64_t i = 0; i < sharedPerWarp; ++i)
       k.storeShared(accs[i], partials, k.addi(base, k.index(i)));
@@ -1270,15 +1403,6 @@ FailureOr<GpuKernel> buildGemv(ModuleOp module, const GemvParams &params) {
             k.muli(k.addi(k.muli(r, k.index(rowsPerFeature)), k.index(p)),
                    k.index(maxT)),
             t)));
-      if (norm) {
-        Value squares = sumSlices(k.addi(k.index(perWarp), t));
-        Value mean = k.div(squares, k.constF32(double(kDim)));
-        Value inv = k.div(k.constF32(1.0),
-                          k.intrinsic("llvm.sqrt.f32",
-                                      k.add(mean, k.constF32(params.eps))));
-        for (Value &sum : sums)
-          sum = k.mul(sum, inv);
-      }
       // Rounded to bf16 where the kernels of larger steps store their
       // products (gate and up, the projection before the add), so that a
       // sequence's numerics depend little on the step's size.

@@ -235,6 +235,8 @@ private:
   static bool computesLogits(tfm::LinearOp op);
   /// Whether a GEMV kernel can compute `op` in decode steps.
   bool gemvCanTake(tfm::LinearOp op) const;
+  /// A GEMV of N x K weights with the options' tiling.
+  gpukernels::GemvParams gemvParams(int64_t n, int64_t k) const;
   /// Whether decode steps leave `norm` to the GEMV kernels of all its
   /// users (cached).
   bool normFusedIntoGemvs(tfm::RMSNormOp norm);
@@ -568,6 +570,36 @@ bool Planner::computesLogits(tfm::LinearOp op) {
   return result.hasOneUse() && isa<func::ReturnOp>(*result.getUsers().begin());
 }
 
+gpukernels::GemvParams Planner::gemvParams(int64_t n, int64_t k) const {
+  gpukernels::GemvParams params;
+  params.n = n;
+  params.k = k;
+  if (options.gemvWarps > 0) {
+    params.warpsPerBlock = options.gemvWarps;
+    params.splitK = options.gemvSplitK;
+    params.minRowsPerWarp = options.gemvMinRowsPerWarp;
+    params.loadsInFlight = options.gemvLoadsInFlight;
+    return params;
+  }
+  // Measured on an H200 (2026-12-03, bench/results/2026-12-03-h200-gemv-
+  // tiling.md), batch-1 decode: 4 warps sharing each row; rows of 2048
+  // (Llama-3.2-1B) fastest with 4 rows a warp and 16 loads a lane in
+  // flight (63.9% of the roofline, 56.8% with 1 and 4), rows of 4096
+  // (Llama-2-7B) with 2 and 8 (84.1%, 79.0% with 1 and 4). A block's
+  // weights go out before it waits for the previous kernel, and more of
+  // them in flight per block hides the latency of its x and its reduction.
+  params.warpsPerBlock = 4;
+  params.splitK = 4;
+  if (k <= 2048) {
+    params.minRowsPerWarp = 4;
+    params.loadsInFlight = 16;
+  } else {
+    params.minRowsPerWarp = 2;
+    params.loadsInFlight = 8;
+  }
+  return params;
+}
+
 bool Planner::gemvCanTake(tfm::LinearOp op) const {
   return onGpu() && !op.getBias() && !computesLogits(op) &&
          op.getWeight().getDefiningOp<tfm::GetWeightOp>() &&
@@ -684,9 +716,7 @@ LogicalResult Planner::planLinear(tfm::LinearOp op) {
     }
   }
   if (withNorm || residualAdd || swiglu) {
-    gpukernels::GemvParams params;
-    params.n = outFeatures;
-    params.k = input.shape[1];
+    gpukernels::GemvParams params = gemvParams(outFeatures, input.shape[1]);
     SmallVector<PlanArray> operands;
     if (withNorm) {
       params.rmsNormInput = true;
@@ -738,9 +768,7 @@ LogicalResult Planner::planLinear(tfm::LinearOp op) {
   if (gemv) {
     int64_t k = input.shape[1];
     for (int64_t maxTokens : {1, 2, 4}) {
-      gpukernels::GemvParams params;
-      params.n = outFeatures;
-      params.k = k;
+      gpukernels::GemvParams params = gemvParams(outFeatures, k);
       params.maxTokens = maxTokens;
       FailureOr<gpukernels::GpuKernel> gemvKernel =
           gpukernels::buildGemv(*kernels, params);

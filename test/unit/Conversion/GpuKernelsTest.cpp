@@ -287,6 +287,26 @@ TEST_F(GpuKernelsTest, ModuleVerifiesAndLaunchRulesAreSane) {
   auto gateUp4 = gpukernels::buildGemv(*scratch, gateUp);
   ASSERT_TRUE(mlir::succeeded(gateUp4));
   EXPECT_EQ(gateUp4->launch.gridX(4), 512);
+  // Rows per warp and loads in flight: 4 rows a warp make a block of 4
+  // warps 4 rows, a swiglu's 2 (each a gate and an up row); the name says
+  // what is not the default, and out-of-range tilings are refused.
+  gpukernels::GemvParams wide{2048, 2048, 1, 4};
+  wide.minRowsPerWarp = 4;
+  wide.loadsInFlight = 16;
+  auto wide1 = gpukernels::buildGemv(*scratch, wide);
+  ASSERT_TRUE(mlir::succeeded(wide1));
+  EXPECT_EQ(wide1->name, "gemv_n2048_k2048_t1_w4_s4_r4_l16");
+  EXPECT_EQ(wide1->launch.gridX(1), 512);
+  gateUp.maxTokens = 1;
+  gateUp.minRowsPerWarp = 4;
+  auto gateUpWide = gpukernels::buildGemv(*scratch, gateUp);
+  ASSERT_TRUE(mlir::succeeded(gateUpWide));
+  EXPECT_EQ(gateUpWide->launch.gridX(1), 512);
+  wide.loadsInFlight = 33;
+  EXPECT_TRUE(mlir::failed(gpukernels::buildGemv(*scratch, wide)));
+  wide.loadsInFlight = 16;
+  wide.minRowsPerWarp = 0;
+  EXPECT_TRUE(mlir::failed(gpukernels::buildGemv(*scratch, wide)));
   KvCacheShape cache{2, 64, 16};
   auto attn = gpukernels::buildPagedAttention(*scratch, {6, cache, 0.125, 0});
   ASSERT_TRUE(mlir::succeeded(attn));
