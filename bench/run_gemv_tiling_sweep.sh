@@ -20,8 +20,10 @@ for artifact in "$carry"/tiling/*.optpkg; do
   name=$(basename "$artifact" .optpkg)
   timeout 120 "$optrun" bench "$artifact" --batch 1 --prefill 16 --format json \
     > "$out/$name.json" 2> "$out/$name.err" || echo "$name: exit $? $(tail -1 "$out/$name.err")"
-  OPTMLIR_CUDA_PROFILE=1 timeout 120 "$optrun" bench "$artifact" --batch 1 \
-    --decode-tokens 64 --repeat 1 --prefill 16 > /dev/null 2> "$out/$name.profile.txt"
+  # SWEEP_PROFILE=0 skips the profiles (half the time).
+  [ "${SWEEP_PROFILE:-1}" = 0 ] || OPTMLIR_CUDA_PROFILE=1 timeout 120 "$optrun" bench \
+    "$artifact" --batch 1 --decode-tokens 64 --repeat 1 --prefill 16 \
+    > /dev/null 2> "$out/$name.profile.txt"
 done
 python3 - "$out" <<'PY' | tee "$out/../tiling.md"
 import glob, json, os, re, sys

@@ -235,8 +235,9 @@ private:
   static bool computesLogits(tfm::LinearOp op);
   /// Whether a GEMV kernel can compute `op` in decode steps.
   bool gemvCanTake(tfm::LinearOp op) const;
-  /// A GEMV of N x K weights with the options' tiling.
-  gpukernels::GemvParams gemvParams(int64_t n, int64_t k) const;
+  /// Sets the tiling of a GEMV whose sizes, token count and fusions are
+  /// set: the options' tiling, or the planner's rule.
+  void tileGemv(gpukernels::GemvParams &params) const;
   /// Whether decode steps leave `norm` to the GEMV kernels of all its
   /// users (cached).
   bool normFusedIntoGemvs(tfm::RMSNormOp norm);
@@ -570,34 +571,29 @@ bool Planner::computesLogits(tfm::LinearOp op) {
   return result.hasOneUse() && isa<func::ReturnOp>(*result.getUsers().begin());
 }
 
-gpukernels::GemvParams Planner::gemvParams(int64_t n, int64_t k) const {
-  gpukernels::GemvParams params;
-  params.n = n;
-  params.k = k;
+void Planner::tileGemv(gpukernels::GemvParams &params) const {
   if (options.gemvWarps > 0) {
     params.warpsPerBlock = options.gemvWarps;
     params.splitK = options.gemvSplitK;
     params.minRowsPerWarp = options.gemvMinRowsPerWarp;
     params.loadsInFlight = options.gemvLoadsInFlight;
-    return params;
+    return;
   }
   // Measured on an H200 (2026-12-03, bench/results/2026-12-03-h200-gemv-
-  // tiling.md), batch-1 decode: 4 warps sharing each row; rows of 2048
-  // (Llama-3.2-1B) fastest with 4 rows a warp and 16 loads a lane in
-  // flight (63.9% of the roofline, 56.8% with 1 and 4), rows of 4096
-  // (Llama-2-7B) with 2 and 8 (84.1%, 79.0% with 1 and 4). A block's
+  // tiling.md), batch-1 decode: 4 warps sharing each row, 4 rows a warp and
+  // 16 loads a lane in flight were the fastest tiling for rows of 2048
+  // (Llama-3.2-1B, 63.6-63.9% of the roofline, 56.8% with 1 row and 4
+  // loads) and of 4096 (Llama-2-7B, 87.2%, 79.0% with 1 and 4). A block's
   // weights go out before it waits for the previous kernel, and more of
   // them in flight per block hides the latency of its x and its reduction.
   params.warpsPerBlock = 4;
   params.splitK = 4;
-  if (k <= 2048) {
-    params.minRowsPerWarp = 4;
-    params.loadsInFlight = 16;
-  } else {
-    params.minRowsPerWarp = 2;
+  params.minRowsPerWarp = 4;
+  params.loadsInFlight = 16;
+  // With a norm, 4 tokens and rows of 4096, 16 loads spill at 255 registers
+  // (ptxas); 8 do not.
+  if (params.rmsNormInput && params.maxTokens > 2)
     params.loadsInFlight = 8;
-  }
-  return params;
 }
 
 bool Planner::gemvCanTake(tfm::LinearOp op) const {
@@ -716,7 +712,9 @@ LogicalResult Planner::planLinear(tfm::LinearOp op) {
     }
   }
   if (withNorm || residualAdd || swiglu) {
-    gpukernels::GemvParams params = gemvParams(outFeatures, input.shape[1]);
+    gpukernels::GemvParams params;
+    params.n = outFeatures;
+    params.k = input.shape[1];
     SmallVector<PlanArray> operands;
     if (withNorm) {
       params.rmsNormInput = true;
@@ -749,6 +747,7 @@ LogicalResult Planner::planLinear(tfm::LinearOp op) {
     for (auto [maxTokens, minTokens] :
          {std::pair<uint32_t, uint32_t>{1, 1}, {2, 2}, {4, 3}}) {
       params.maxTokens = maxTokens;
+      tileGemv(params);
       if (failed(inTokenRange(minTokens, maxTokens, [&] {
             return gpuKernelCall(op, gpukernels::buildGemv(*kernels, params),
                                  operands, pa::NumTokens);
@@ -768,8 +767,11 @@ LogicalResult Planner::planLinear(tfm::LinearOp op) {
   if (gemv) {
     int64_t k = input.shape[1];
     for (int64_t maxTokens : {1, 2, 4}) {
-      gpukernels::GemvParams params = gemvParams(outFeatures, k);
+      gpukernels::GemvParams params;
+      params.n = outFeatures;
+      params.k = k;
       params.maxTokens = maxTokens;
+      tileGemv(params);
       FailureOr<gpukernels::GpuKernel> gemvKernel =
           gpukernels::buildGemv(*kernels, params);
       if (failed(gemvKernel))
