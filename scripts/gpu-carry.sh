@@ -10,9 +10,11 @@ carry=$root/carry
 rm -rf "$carry" && mkdir -p "$carry/bin" "$carry/lib" "$carry/shared/ref"
 cp "$build/bin/optrun" "$build/bin/CpuExecutorTest" "$build/bin/CudaRuntimeTest" \
   "$build/bin/CudaExecutorTest" "$carry/bin/"
-# CudaExecutorTest's tiny Qwen2-shaped model (CPU reference and sm_90a).
-cp "$build"/test/unit/runtime/exec/qwen2_tiny.optpkg \
-  "$build"/test/unit/runtime/exec/qwen2_tiny.sm_90a.optpkg "$carry/"
+# CudaExecutorTest's tiny models (CPU reference and sm_90a).
+for tiny in qwen2_tiny llama_tiny; do
+  cp "$build"/test/unit/runtime/exec/$tiny.optpkg \
+    "$build"/test/unit/runtime/exec/$tiny.sm_90a.optpkg "$carry/"
+done
 cp -L /lib/x86_64-linux-gnu/libpcre2-8.so.0 "$carry/lib/"
 "$build/bin/optc" compile "$shared/main" --target=sm_90a -o "$carry/main.sm_90a.optpkg"
 # For bench/run_gpu_bench.sh: the benchmark shapes with random weights (no

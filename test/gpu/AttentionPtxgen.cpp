@@ -114,18 +114,20 @@ bool writeFile(const std::string &path, const std::string &data) {
 
 int main(int argc, char **argv) {
   std::string outDir, chip = "sm_90a";
-  bool cubin = true;
+  bool cubin = true, splitOnly = false;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
     if (arg == "--chip" && i + 1 < argc)
       chip = argv[++i];
     else if (arg == "--no-cubin")
       cubin = false;
+    else if (arg == "--split-only") // the decode kernel alone: a small payload
+      splitOnly = true;
     else if (outDir.empty() && arg[0] != '-')
       outDir = arg;
     else {
       std::cerr << "usage: attention-ptxgen OUTDIR [--chip sm_90a] "
-                   "[--no-cubin]\n";
+                   "[--no-cubin] [--split-only]\n";
       return 2;
     }
   }
@@ -178,7 +180,7 @@ int main(int argc, char **argv) {
                  << " variant=split role=" << (timed ? "bench" : "check")
                  << "\n";
       }
-  for (const Config &config : configs()) {
+  for (const Config &config : splitOnly ? std::vector<Config>() : configs()) {
     hostkernels::PagedAttentionParams params;
     params.numHeads = config.heads;
     params.cache = {config.kvHeads, config.headDim, config.blockSize};

@@ -222,9 +222,24 @@ struct GemvParams {
     /// weight is [2N, K], gate rows then up rows (a fused gate/up
     /// projection): y = silu(x * gate^T) * (x * up^T), y: [T, N].
     SwiGLU,
+    /// weight is a fused q/k/v projection (rope.numHeads query heads, then
+    /// rope.numKvHeads key heads, then as many value heads, each
+    /// rope.headDim rows): the epilogue rotates q and k as rope does, stores
+    /// q into y and the keys and values into the paged cache at each
+    /// token's slot (rope_kv_write's work, which decode steps then skip).
+    /// Adds the operands positions, key_cache, value_cache and
+    /// slot_mapping after y. Needs gemvRowsPerBlock() even and a divisor
+    /// of the head dim: a block then holds both rows of each rotated pair.
+    RopeKvWrite,
   };
   Epilogue epilogue = Epilogue::None;
+  /// Epilogue::RopeKvWrite only.
+  hostkernels::RopeParams rope;
+  hostkernels::KvCacheShape cache;
 };
+
+/// The output features one block of buildGemv(params) computes.
+int64_t gemvRowsPerBlock(const GemvParams &params);
 
 /// gemv(x: [T, K], weight: [N, K], y: [T, N], T)
 ///   y = x * weight^T for a few tokens (decode): each warp computes
@@ -236,8 +251,9 @@ struct GemvParams {
 ///   launch the smallest that covers T: a variant computes maxTokens rows
 ///   whatever T is (those past T on token T - 1, not stored).
 ///   rmsNormInput and the epilogues fuse the decode step's norms, residual
-///   adds and swiglu into the products (GemvParams): the operands are then
-///   (x, [norm_weight], weight, [residual], y, T).
+///   adds, swiglu and rope into the products (GemvParams): the operands are
+///   then (x, [norm_weight], weight, [residual], y, [positions, key_cache,
+///   value_cache, slot_mapping], T).
 mlir::FailureOr<GpuKernel> buildGemv(mlir::ModuleOp module,
                                      const GemvParams &params);
 

@@ -71,6 +71,15 @@ FailureOr<GpuKernel> buildRowCopy(ModuleOp module, StringRef name,
   return kernel;
 }
 
+/// 1 / sqrt(mean(x^2) + eps) from the row's sum of squares: one formula for
+/// rms_norm and the GEMVs that fuse it, so that both normalize alike.
+Value inverseRms(KernelBuilder &k, Value sumOfSquares, int64_t width,
+                 double eps) {
+  Value mean = k.div(sumOfSquares, k.constF32(double(width)));
+  return k.div(k.constF32(1.0),
+               k.intrinsic("llvm.sqrt.f32", k.add(mean, k.constF32(eps))));
+}
+
 /// rms_norm and add_rms_norm.
 FailureOr<GpuKernel> buildNorm(ModuleOp module, int64_t hidden, double eps,
                                bool withResidual) {
@@ -122,11 +131,8 @@ FailureOr<GpuKernel> buildNorm(ModuleOp module, int64_t hidden, double eps,
             sum = k.fma(e, e, sum);
           return {sum};
         })[0];
-    Value total = k.blockReduce(partial, /*isMax=*/false, k.shared(0));
-    Value mean = k.div(total, k.constF32(double(hidden)));
-    Value inv =
-        k.div(k.constF32(1.0),
-              k.intrinsic("llvm.sqrt.f32", k.add(mean, k.constF32(eps))));
+    Value inv = inverseRms(
+        k, k.blockReduce(partial, /*isMax=*/false, k.shared(0)), hidden, eps);
     // Each thread reads back only the chunks it wrote above.
     k.forThreads(k.index(chunks), [&](Value c) {
       Value col = k.muli(c, k.index(w));
@@ -399,6 +405,48 @@ FailureOr<GpuKernel> buildSwiGLU(ModuleOp module, int64_t intermediate) {
       });
 }
 
+/// Where rope's angles come from: the inverse frequencies as HF holds them
+/// (f32), a table in the constant bank of the kernel module.
+constexpr unsigned kConstantSpace = 4;
+static void declareRopeTable(gpu::GPUModuleOp gpuModule, StringRef tableName,
+                             const hostkernels::RopeParams &params) {
+  const int64_t half = params.headDim / 2;
+  std::vector<float> invFreq;
+  for (double f : hostkernels::computeRopeInvFreq(params.headDim, params.theta,
+                                                  params.scaling))
+    invFreq.push_back(float(f));
+  ImplicitLocOpBuilder builder(gpuModule.getLoc(), gpuModule.getContext());
+  builder.setInsertionPointToStart(gpuModule.getBody());
+  auto tensorType = RankedTensorType::get({half}, builder.getF32Type());
+  LLVM::GlobalOp::create(
+      builder, LLVM::LLVMArrayType::get(builder.getF32Type(), half),
+      /*isConstant=*/true, LLVM::Linkage::Internal, tableName,
+      DenseElementsAttr::get(tensorType, llvm::ArrayRef<float>(invFreq)),
+      /*alignment=*/16, kConstantSpace);
+}
+
+/// cos and sin of the angle `pos` (f32) * inv_freq[i], i < D/2, from the
+/// table declareRopeTable made.
+static std::pair<Value, Value> ropeCosSin(KernelBuilder &k, StringRef tableName,
+                                          Value pos, Value i) {
+  Value table = LLVM::AddressOfOp::create(
+      k.b, LLVM::LLVMPointerType::get(k.b.getContext(), kConstantSpace),
+      tableName);
+  Value f = LLVM::LoadOp::create(k.b, k.f32, k.gep(table, k.f32, i), 4);
+  // The angle is the f32 product HF forms; sin.approx/cos.approx see it
+  // reduced to [-pi, pi] in double, exactly, whatever the position.
+  const double twoPi = 2 * llvm::numbers::pi;
+  Value wide = arith::ExtFOp::create(k.b, k.f64, k.mul(pos, f));
+  Value turns =
+      k.intrinsic("llvm.roundeven.f64",
+                  arith::MulFOp::create(k.b, wide, k.constF64(1.0 / twoPi)));
+  Value reduced =
+      k.fma(arith::NegFOp::create(k.b, turns), k.constF64(twoPi), wide);
+  Value narrow = arith::TruncFOp::create(k.b, k.f32, reduced);
+  return {k.intrinsic("llvm.nvvm.cos.approx.f", narrow),
+          k.intrinsic("llvm.nvvm.sin.approx.f", narrow)};
+}
+
 /// rope, and with `cache` rope_kv_write: the rotated keys and the values go
 /// to the cache instead of back to k.
 static FailureOr<GpuKernel>
@@ -444,24 +492,8 @@ buildRopeImpl(ModuleOp module, const hostkernels::RopeParams &params,
   if (exists)
     return kernel;
 
-  // The table as HF holds it (f32), in the constant bank.
-  MLIRContext *context = module.getContext();
-  std::vector<float> invFreq;
-  for (double f :
-       hostkernels::computeRopeInvFreq(headDim, params.theta, params.scaling))
-    invFreq.push_back(float(f));
   std::string tableName = name + "_inv_freq";
-  constexpr unsigned kConstantSpace = 4;
-  {
-    ImplicitLocOpBuilder builder(module.getLoc(), context);
-    builder.setInsertionPointToStart(gpuModule->getBody());
-    auto tensorType = RankedTensorType::get({half}, builder.getF32Type());
-    LLVM::GlobalOp::create(
-        builder, LLVM::LLVMArrayType::get(builder.getF32Type(), half),
-        /*isConstant=*/true, LLVM::Linkage::Internal, tableName,
-        DenseElementsAttr::get(tensorType, llvm::ArrayRef<float>(invFreq)),
-        /*alignment=*/16, kConstantSpace);
-  }
+  declareRopeTable(*gpuModule, tableName, params);
 
   // The positions, the slots and the angles' table come from step inputs
   // only: they are done before the kernel waits for its predecessor
@@ -476,7 +508,6 @@ buildRopeImpl(ModuleOp module, const hostkernels::RopeParams &params,
   if (cache)
     k.readOnly({2, 3, 6});
   Value cosTable = k.shared(0), sinTable = k.shared(1);
-  const double twoPi = 2 * llvm::numbers::pi;
   // Runs `body` with the first element of token t's cache row, unless its
   // slot is negative (a token whose keys are not kept).
   Value slot;
@@ -488,21 +519,10 @@ buildRopeImpl(ModuleOp module, const hostkernels::RopeParams &params,
   };
   forRow(k, rowsArg, [&](Value t) {
     Value pos = arith::SIToFPOp::create(k.b, k.f32, k.loadI32(positions, t));
-    Value table = LLVM::AddressOfOp::create(
-        k.b, LLVM::LLVMPointerType::get(context, kConstantSpace), tableName);
     k.forThreads(k.index(half), [&](Value i) {
-      Value f = LLVM::LoadOp::create(k.b, k.f32, k.gep(table, k.f32, i), 4);
-      // The angle is the f32 product HF forms; sin.approx/cos.approx see it
-      // reduced to [-pi, pi] in double, exactly, whatever the position.
-      Value wide = arith::ExtFOp::create(k.b, k.f64, k.mul(pos, f));
-      Value turns = k.intrinsic(
-          "llvm.roundeven.f64",
-          arith::MulFOp::create(k.b, wide, k.constF64(1.0 / twoPi)));
-      Value reduced =
-          k.fma(arith::NegFOp::create(k.b, turns), k.constF64(twoPi), wide);
-      Value narrow = arith::TruncFOp::create(k.b, k.f32, reduced);
-      k.storeShared(k.intrinsic("llvm.nvvm.cos.approx.f", narrow), cosTable, i);
-      k.storeShared(k.intrinsic("llvm.nvvm.sin.approx.f", narrow), sinTable, i);
+      auto [c, s] = ropeCosSin(k, tableName, pos, i);
+      k.storeShared(c, cosTable, i);
+      k.storeShared(s, sinTable, i);
     });
     if (cache)
       slot = k.loadI32(k.arg(6), t);
@@ -850,247 +870,276 @@ buildPagedAttention(ModuleOp module,
                             iter);
           Value kStart = k.minsi(k.addi(lo, k.muli(z, perSplit)), posEnd);
           Value kEnd = k.minsi(k.addi(kStart, perSplit), posEnd);
-          // Everything above read step inputs only; q and the cache come
-          // from the kernels before.
-          k.waitForPredecessor();
-          Value firstHead = k.muli(headGroup, k.index(hp));
-          Value kvHead = k.divui(firstHead, k.index(l.group));
-          // Where split z's state of query head `head` lives (f32 index).
-          auto stateOffset = [&](Value zi, Value head) {
-            Value part = k.addi(
-                k.muli(k.addi(k.muli(t, splits), zi), k.index(numHeads)),
-                head);
-            return k.addi(k.index(kAttentionCounters),
-                          k.muli(part, k.index(stateSize)));
-          };
-          Value tableBase = k.muli(s, tableStride);
-          auto keyOffset = [&](Value j) {
-            Value block =
-                k.loadIndex(blockTable, k.addi(tableBase, k.divui(j, cBlock)));
-            Value row = k.addi(k.muli(block, cBlock), k.remui(j, cBlock));
-            return k.addi(k.muli(k.addi(k.muli(row, cKv), kvHead), cD), dOff);
-          };
+          // The splits that hold keys: a short context uses fewer than the
+          // step allows (the others return at once), one needs no merge,
+          // and the merge reads only theirs.
+          Value used = k.divui(k.addi(span, k.subi(perSplit, c1)), perSplit);
+          k.ifThen(k.cmpi(P::ult, z, used), [&] {
+            Value slotKey = k.addi(k.muli(warp, k.index(l.keysPerWarp)), slot);
+            Value tableBase = k.muli(s, tableStride);
+            // The block-table entries of this lane's first keys (a step
+            // input) go to L1 while the previous kernel finishes: the key
+            // loads after the wait then make one round trip, not two.
+            for (int64_t u = 0; u < kAttentionUnroll; ++u) {
+              Value j =
+                  k.minsi(k.addi(k.addi(kStart, k.index(u * kAttentionWarps *
+                                                        l.keysPerWarp)),
+                                 slotKey),
+                          k.subi(kEnd, c1));
+              k.prefetchL1(blockTable, k.i32,
+                           k.addi(tableBase, k.divui(j, cBlock)));
+            }
+            // Everything above read step inputs only; q and the cache come
+            // from the kernels before.
+            k.waitForPredecessor();
+            Value firstHead = k.muli(headGroup, k.index(hp));
+            Value kvHead = k.divui(firstHead, k.index(l.group));
+            // Where split z's state of query head `head` lives (f32 index).
+            auto stateOffset = [&](Value zi, Value head) {
+              Value part = k.addi(
+                  k.muli(k.addi(k.muli(t, splits), zi), k.index(numHeads)),
+                  head);
+              return k.addi(k.index(kAttentionCounters),
+                            k.muli(part, k.index(stateSize)));
+            };
+            auto keyOffset = [&](Value j) {
+              Value block = k.loadIndex(blockTable,
+                                        k.addi(tableBase, k.divui(j, cBlock)));
+              Value row = k.addi(k.muli(block, cBlock), k.remui(j, cBlock));
+              return k.addi(k.muli(k.addi(k.muli(row, cKv), kvHead), cD), dOff);
+            };
 
-          // q in log2 units: scores then go through ex2 directly.
-          Value qScale = k.constF32(params.scale * 1.4426950408889634);
-          SmallVector<Value> qv; // [h * w + e]
-          for (int64_t h = 0; h < hp; ++h) {
-            Value head = k.addi(firstHead, k.index(h));
-            SmallVector<Value> v = k.load(
-                q, k.addi(k.addi(k.muli(t, qStride), k.muli(head, cD)), dOff),
-                w, /*readOnly=*/true);
-            for (Value e : v)
-              qv.push_back(k.select(chunkValid, k.mul(e, qScale), zero));
-          }
+            // q in log2 units: scores then go through ex2 directly.
+            Value qScale = k.constF32(params.scale * 1.4426950408889634);
+            SmallVector<Value> qv; // [h * w + e]
+            for (int64_t h = 0; h < hp; ++h) {
+              Value head = k.addi(firstHead, k.index(h));
+              SmallVector<Value> v = k.load(
+                  q, k.addi(k.addi(k.muli(t, qStride), k.muli(head, cD)), dOff),
+                  w, /*readOnly=*/true);
+              for (Value e : v)
+                qv.push_back(k.select(chunkValid, k.mul(e, qScale), zero));
+            }
 
-          // Carried per head: m, l, then w accumulators.
-          const int64_t perHead = 2 + w;
-          SmallVector<Value> init;
-          for (int64_t h = 0; h < hp; ++h) {
-            init.push_back(negInf);
-            init.push_back(zero);
-            init.append(w, zero);
-          }
-          Value slotKey = k.addi(k.muli(warp, k.index(l.keysPerWarp)), slot);
-          SmallVector<Value> state = k.loopCarry(
-              kStart, kEnd, iter, init,
-              [&](Value base, ValueRange st) -> SmallVector<Value> {
-                // Every load of the iteration first, then the math.
-                SmallVector<Value> valid, keys, values;
-                SmallVector<SmallVector<Value>> kv, vv;
-                for (int64_t u = 0; u < kAttentionUnroll; ++u) {
-                  Value j = k.addi(
-                      k.addi(base, k.index(u * kAttentionWarps * l.keysPerWarp)),
-                      slotKey);
-                  valid.push_back(k.cmpi(P::slt, j, kEnd));
-                  Value off = keyOffset(k.minsi(j, k.subi(kEnd, c1)));
-                  kv.push_back(k.load(keyCache, off, w, true));
-                  vv.push_back(k.load(valueCache, off, w, true));
-                }
-                SmallVector<Value> next;
-                for (int64_t h = 0; h < hp; ++h) {
-                  Value m = st[h * perHead], sum = st[h * perHead + 1];
-                  SmallVector<Value> scores;
-                  Value newM = m;
+            // Carried per head: m, l, then w accumulators.
+            const int64_t perHead = 2 + w;
+            SmallVector<Value> init;
+            for (int64_t h = 0; h < hp; ++h) {
+              init.push_back(negInf);
+              init.push_back(zero);
+              init.append(w, zero);
+            }
+            SmallVector<Value> state = k.loopCarry(
+                kStart, kEnd, iter, init,
+                [&](Value base, ValueRange st) -> SmallVector<Value> {
+                  // Every load of the iteration first, then the math.
+                  SmallVector<Value> valid, keys, values;
+                  SmallVector<SmallVector<Value>> kv, vv;
                   for (int64_t u = 0; u < kAttentionUnroll; ++u) {
-                    Value dot = zero;
-                    for (int64_t e = 0; e < w; ++e)
-                      dot = k.fma(qv[h * w + e], kv[u][e], dot);
-                    for (int64_t o = l.lanesPerKey / 2; o > 0; o /= 2)
-                      dot = k.add(dot, gpu::ShuffleOp::create(
+                    Value j = k.addi(k.addi(base, k.index(u * kAttentionWarps *
+                                                          l.keysPerWarp)),
+                                     slotKey);
+                    valid.push_back(k.cmpi(P::slt, j, kEnd));
+                    Value off = keyOffset(k.minsi(j, k.subi(kEnd, c1)));
+                    kv.push_back(k.load(keyCache, off, w, true));
+                    vv.push_back(k.load(valueCache, off, w, true));
+                  }
+                  SmallVector<Value> next;
+                  for (int64_t h = 0; h < hp; ++h) {
+                    Value m = st[h * perHead], sum = st[h * perHead + 1];
+                    SmallVector<Value> scores;
+                    Value newM = m;
+                    for (int64_t u = 0; u < kAttentionUnroll; ++u) {
+                      Value dot = zero;
+                      for (int64_t e = 0; e < w; ++e)
+                        dot = k.fma(qv[h * w + e], kv[u][e], dot);
+                      for (int64_t o = l.lanesPerKey / 2; o > 0; o /= 2)
+                        dot =
+                            k.add(dot, gpu::ShuffleOp::create(
                                            k.b, dot, int32_t(o), int32_t(kWarp),
                                            gpu::ShuffleMode::XOR)
                                            .getShuffleResult());
-                    scores.push_back(k.select(valid[u], dot, negInf));
-                    newM = k.maxf(newM, scores.back());
-                  }
-                  // newM = -inf only when every key so far was out of range:
-                  // nothing to rescale then.
-                  Value empty = arith::CmpFOp::create(
-                      k.b, arith::CmpFPredicate::OEQ, newM, negInf);
-                  Value correction =
-                      k.select(empty, k.constF32(1.0), k.exp2(k.sub(m, newM)));
-                  SmallVector<Value> p;
-                  for (int64_t u = 0; u < kAttentionUnroll; ++u)
-                    p.push_back(k.select(valid[u],
-                                         k.exp2(k.sub(scores[u], newM)), zero));
-                  Value newSum = k.mul(sum, correction);
-                  for (Value pu : p)
-                    newSum = k.add(newSum, pu);
-                  next.push_back(newM);
-                  next.push_back(newSum);
-                  for (int64_t e = 0; e < w; ++e) {
-                    Value acc = k.mul(st[h * perHead + 2 + e], correction);
+                      scores.push_back(k.select(valid[u], dot, negInf));
+                      newM = k.maxf(newM, scores.back());
+                    }
+                    // newM = -inf only when every key so far was out of range:
+                    // nothing to rescale then.
+                    Value empty = arith::CmpFOp::create(
+                        k.b, arith::CmpFPredicate::OEQ, newM, negInf);
+                    Value correction = k.select(empty, k.constF32(1.0),
+                                                k.exp2(k.sub(m, newM)));
+                    SmallVector<Value> p;
                     for (int64_t u = 0; u < kAttentionUnroll; ++u)
-                      acc = k.fma(p[u], vv[u][e], acc);
-                    next.push_back(acc);
+                      p.push_back(k.select(
+                          valid[u], k.exp2(k.sub(scores[u], newM)), zero));
+                    Value newSum = k.mul(sum, correction);
+                    for (Value pu : p)
+                      newSum = k.add(newSum, pu);
+                    next.push_back(newM);
+                    next.push_back(newSum);
+                    for (int64_t e = 0; e < w; ++e) {
+                      Value acc = k.mul(st[h * perHead + 2 + e], correction);
+                      for (int64_t u = 0; u < kAttentionUnroll; ++u)
+                        acc = k.fma(p[u], vv[u][e], acc);
+                      next.push_back(acc);
+                    }
                   }
-                }
-                return next;
-              });
-
-          // Merge the key slots of each warp (lanes of one chunk), then the
-          // warps through shared memory.
-          auto shuffle = [&](Value v, int64_t offset) {
-            return gpu::ShuffleOp::create(k.b, v, int32_t(offset),
-                                          int32_t(kWarp), gpu::ShuffleMode::XOR)
-                .getShuffleResult();
-          };
-          for (int64_t o = l.lanesPerKey; o < kWarp; o *= 2)
-            for (int64_t h = 0; h < hp; ++h) {
-              MutableArrayRef<Value> st(state.data() + h * perHead, perHead);
-              SmallVector<Value> otherAcc;
-              for (int64_t e = 0; e < w; ++e)
-                otherAcc.push_back(shuffle(st[2 + e], o));
-              Value otherM = shuffle(st[0], o), otherL = shuffle(st[1], o);
-              mergeSoftmaxState(k, st[0], st[1], st.drop_front(2), otherM,
-                                otherL, otherAcc);
-            }
-          Value writer = arith::AndIOp::create(
-              k.b, k.cmpi(P::eq, slot, c0), chunkValid);
-          k.ifThen(writer, [&] {
-            for (int64_t h = 0; h < hp; ++h) {
-              Value base = k.muli(k.addi(k.muli(warp, k.index(hp)), k.index(h)),
-                                  k.index(stateSize));
-              k.storeShared(state[h * perHead], states, base);
-              k.storeShared(state[h * perHead + 1], states,
-                            k.addi(base, c1));
-              for (int64_t e = 0; e < w; ++e)
-                k.storeShared(state[h * perHead + 2 + e], states,
-                              k.addi(base, k.addi(k.index(2 + e), dOff)));
-            }
-          });
-          k.barrier();
-          Value finisher =
-              arith::AndIOp::create(k.b, k.cmpi(P::eq, warp, c0), writer);
-          k.ifThen(finisher, [&] {
-            for (int64_t h = 0; h < hp; ++h) {
-              Value m = negInf, sum = zero;
-              SmallVector<Value> acc(w, zero);
-              for (int64_t wi = 0; wi < kAttentionWarps; ++wi) {
-                Value base = k.index((wi * hp + h) * stateSize);
-                SmallVector<Value> other;
-                for (int64_t e = 0; e < w; ++e)
-                  other.push_back(k.loadShared(
-                      states, k.addi(base, k.addi(k.index(2 + e), dOff))));
-                mergeSoftmaxState(k, m, sum, acc, k.loadShared(states, base),
-                                  k.loadShared(states, k.addi(base, c1)),
-                                  other);
-              }
-              Value head = k.addi(firstHead, k.index(h));
-              Value rowHead = k.addi(k.muli(t, k.index(numHeads)), head);
-              k.ifThen(k.cmpi(P::eq, splits, c1), [&] {
-                Value inv = k.div(k.constF32(1.0), sum);
-                SmallVector<Value> o;
-                for (Value a : acc)
-                  o.push_back(k.mul(a, inv));
-                k.store(o, out, k.addi(k.muli(rowHead, cD), dOff));
-              });
-              k.ifThen(k.cmpi(P::ne, splits, c1), [&] {
-                // This split's state (t, z, head) for the last split.
-                Value base = stateOffset(z, head);
-                k.ifThen(k.cmpi(P::eq, chunk, c0), [&] {
-                  k.storeF32(m, workspace, base);
-                  k.storeF32(sum, workspace, k.addi(base, c1));
+                  return next;
                 });
+
+            // Merge the key slots of each warp (lanes of one chunk), then the
+            // warps through shared memory.
+            auto shuffle = [&](Value v, int64_t offset) {
+              return gpu::ShuffleOp::create(k.b, v, int32_t(offset),
+                                            int32_t(kWarp),
+                                            gpu::ShuffleMode::XOR)
+                  .getShuffleResult();
+            };
+            for (int64_t o = l.lanesPerKey; o < kWarp; o *= 2)
+              for (int64_t h = 0; h < hp; ++h) {
+                MutableArrayRef<Value> st(state.data() + h * perHead, perHead);
+                SmallVector<Value> otherAcc;
                 for (int64_t e = 0; e < w; ++e)
-                  k.storeF32(acc[e], workspace,
-                             k.addi(base, k.addi(k.index(2 + e), dOff)));
-              });
-            }
-          });
-          // The last split of (token, head group) to finish combines them
-          // all: a fence orders each block's states before its count.
-          k.ifThen(k.cmpi(P::ne, splits, c1), [&] {
-            k.fence();
-            k.barrier();
-            Value counter =
-                k.addi(k.muli(t, k.index(l.headGroups)), headGroup);
-            k.ifThen(k.cmpi(P::eq, k.tid, c0), [&] {
-              Value before = k.atomicAddI32(workspace, counter, k.constI32(1));
-              Value last = k.cmpi(P::eq, k.toIndex(before), k.subi(splits, c1));
-              k.storeShared(k.select(last, k.constF32(1.0), zero), states,
-                            k.index(lastFlag));
+                  otherAcc.push_back(shuffle(st[2 + e], o));
+                Value otherM = shuffle(st[0], o), otherL = shuffle(st[1], o);
+                mergeSoftmaxState(k, st[0], st[1], st.drop_front(2), otherM,
+                                  otherL, otherAcc);
+              }
+            Value writer =
+                arith::AndIOp::create(k.b, k.cmpi(P::eq, slot, c0), chunkValid);
+            k.ifThen(writer, [&] {
+              for (int64_t h = 0; h < hp; ++h) {
+                Value base =
+                    k.muli(k.addi(k.muli(warp, k.index(hp)), k.index(h)),
+                           k.index(stateSize));
+                k.storeShared(state[h * perHead], states, base);
+                k.storeShared(state[h * perHead + 1], states, k.addi(base, c1));
+                for (int64_t e = 0; e < w; ++e)
+                  k.storeShared(state[h * perHead + 2 + e], states,
+                                k.addi(base, k.addi(k.index(2 + e), dOff)));
+              }
             });
             k.barrier();
-            Value isLast = arith::CmpFOp::create(
-                k.b, arith::CmpFPredicate::OEQ,
-                k.loadShared(states, k.index(lastFlag)), k.constF32(1.0));
-            k.ifThen(isLast, [&] {
-              k.fence();
-              // One thread per (head, dim) of the group. The split states
-              // are read 8 splits at a time, every load of a group before
-              // its math (one online-softmax merge per group): a loop of
-              // dependent L2 round trips over 32 splits was most of a
-              // batch-1 decode's attention time (13.5 us of ~16 on an
-              // H200), and all 32 at once doubled the kernel's registers.
-              // Lanes past `splits` re-read the last split and weigh 0.
-              k.forThreads(k.index(hp * headDim), [&](Value item) {
-                Value head =
-                    k.addi(firstHead, k.divui(item, cD));
-                Value d = k.remui(item, cD);
-                Value lastSplit = k.subi(splits, c1);
-                Value maxM = negInf, sum = zero, acc = zero;
-                constexpr int64_t kGroup = 8;
-                for (int64_t group = 0; group < kMaxAttentionSplits;
-                     group += kGroup) {
-                  SmallVector<Value> ms, sums, accs;
-                  for (int64_t zi = group; zi < group + kGroup; ++zi) {
-                    Value base =
-                        stateOffset(k.minsi(k.index(zi), lastSplit), head);
-                    ms.push_back(k.loadF32Volatile(workspace, base));
-                    sums.push_back(
-                        k.loadF32Volatile(workspace, k.addi(base, c1)));
-                    accs.push_back(k.loadF32Volatile(
-                        workspace, k.addi(base, k.addi(k.index(2), d))));
-                  }
-                  Value newM = maxM;
-                  for (int64_t i = 0; i < kGroup; ++i) {
-                    ms[i] = k.select(k.cmpi(P::ult, k.index(group + i), splits),
-                                     ms[i], negInf);
-                    newM = k.maxf(newM, ms[i]);
-                  }
-                  Value empty = arith::CmpFOp::create(
-                      k.b, arith::CmpFPredicate::OEQ, newM, negInf);
-                  Value rescale =
-                      k.select(empty, zero, k.exp2(k.sub(maxM, newM)));
-                  sum = k.mul(sum, rescale);
-                  acc = k.mul(acc, rescale);
-                  for (int64_t i = 0; i < kGroup; ++i) {
-                    Value weight =
-                        k.select(empty, zero, k.exp2(k.sub(ms[i], newM)));
-                    sum = k.fma(weight, sums[i], sum);
-                    acc = k.fma(weight, accs[i], acc);
-                  }
-                  maxM = newM;
+            Value finisher =
+                arith::AndIOp::create(k.b, k.cmpi(P::eq, warp, c0), writer);
+            k.ifThen(finisher, [&] {
+              for (int64_t h = 0; h < hp; ++h) {
+                Value m = negInf, sum = zero;
+                SmallVector<Value> acc(w, zero);
+                for (int64_t wi = 0; wi < kAttentionWarps; ++wi) {
+                  Value base = k.index((wi * hp + h) * stateSize);
+                  SmallVector<Value> other;
+                  for (int64_t e = 0; e < w; ++e)
+                    other.push_back(k.loadShared(
+                        states, k.addi(base, k.addi(k.index(2 + e), dOff))));
+                  mergeSoftmaxState(k, m, sum, acc, k.loadShared(states, base),
+                                    k.loadShared(states, k.addi(base, c1)),
+                                    other);
                 }
+                Value head = k.addi(firstHead, k.index(h));
                 Value rowHead = k.addi(k.muli(t, k.index(numHeads)), head);
-                k.store({k.div(acc, sum)}, out, k.addi(k.muli(rowHead, cD), d));
-              });
-              // Ready for the next step's splits.
+                k.ifThen(k.cmpi(P::eq, used, c1), [&] {
+                  Value inv = k.div(k.constF32(1.0), sum);
+                  SmallVector<Value> o;
+                  for (Value a : acc)
+                    o.push_back(k.mul(a, inv));
+                  k.store(o, out, k.addi(k.muli(rowHead, cD), dOff));
+                });
+                k.ifThen(k.cmpi(P::ne, used, c1), [&] {
+                  // This split's state (t, z, head) for the last split.
+                  Value base = stateOffset(z, head);
+                  k.ifThen(k.cmpi(P::eq, chunk, c0), [&] {
+                    k.storeF32(m, workspace, base);
+                    k.storeF32(sum, workspace, k.addi(base, c1));
+                  });
+                  for (int64_t e = 0; e < w; ++e)
+                    k.storeF32(acc[e], workspace,
+                               k.addi(base, k.addi(k.index(2 + e), dOff)));
+                });
+              }
+            });
+            // The last split of (token, head group) to finish combines them
+            // all: a fence orders each block's states before its count.
+            k.ifThen(k.cmpi(P::ne, used, c1), [&] {
+              k.fence();
+              k.barrier();
+              Value counter =
+                  k.addi(k.muli(t, k.index(l.headGroups)), headGroup);
               k.ifThen(k.cmpi(P::eq, k.tid, c0), [&] {
-                LLVM::StoreOp::create(k.b, k.constI32(0),
-                                      k.gep(workspace, k.i32, counter), 4);
+                Value before =
+                    k.atomicAddI32(workspace, counter, k.constI32(1));
+                Value last = k.cmpi(P::eq, k.toIndex(before), k.subi(used, c1));
+                k.storeShared(k.select(last, k.constF32(1.0), zero), states,
+                              k.index(lastFlag));
+              });
+              k.barrier();
+              Value isLast = arith::CmpFOp::create(
+                  k.b, arith::CmpFPredicate::OEQ,
+                  k.loadShared(states, k.index(lastFlag)), k.constF32(1.0));
+              k.ifThen(isLast, [&] {
+                k.fence();
+                // One thread per (head, dim) of the group. The split states
+                // are read 8 splits at a time, every load of a group before
+                // its math (one online-softmax merge per group), as many
+                // groups as splits were used: a loop of dependent L2 round
+                // trips over 32 splits was most of a batch-1 decode's
+                // attention time (13.5 us of ~16 on an H200), and all 32 at
+                // once doubled the kernel's registers. Lanes past `used`
+                // re-read the last split and weigh 0.
+                k.forThreads(k.index(hp * headDim), [&](Value item) {
+                  Value head = k.addi(firstHead, k.divui(item, cD));
+                  Value d = k.remui(item, cD);
+                  Value lastSplit = k.subi(used, c1);
+                  constexpr int64_t kGroup = 8;
+                  static_assert(kMaxAttentionSplits % kGroup == 0);
+                  Value groups = k.divui(k.addi(used, k.index(kGroup - 1)),
+                                         k.index(kGroup));
+                  SmallVector<Value> merged = k.loopCarry(
+                      c0, groups, c1, {negInf, zero, zero},
+                      [&](Value g, ValueRange st) -> SmallVector<Value> {
+                        Value maxM = st[0], sum = st[1], acc = st[2];
+                        Value groupFirst = k.muli(g, k.index(kGroup));
+                        SmallVector<Value> ms, sums, accs, zs;
+                        for (int64_t i = 0; i < kGroup; ++i) {
+                          zs.push_back(k.addi(groupFirst, k.index(i)));
+                          Value base =
+                              stateOffset(k.minsi(zs.back(), lastSplit), head);
+                          ms.push_back(k.loadF32Volatile(workspace, base));
+                          sums.push_back(
+                              k.loadF32Volatile(workspace, k.addi(base, c1)));
+                          accs.push_back(k.loadF32Volatile(
+                              workspace, k.addi(base, k.addi(k.index(2), d))));
+                        }
+                        Value newM = maxM;
+                        for (int64_t i = 0; i < kGroup; ++i) {
+                          ms[i] = k.select(k.cmpi(P::ult, zs[i], used), ms[i],
+                                           negInf);
+                          newM = k.maxf(newM, ms[i]);
+                        }
+                        Value empty = arith::CmpFOp::create(
+                            k.b, arith::CmpFPredicate::OEQ, newM, negInf);
+                        Value rescale =
+                            k.select(empty, zero, k.exp2(k.sub(maxM, newM)));
+                        sum = k.mul(sum, rescale);
+                        acc = k.mul(acc, rescale);
+                        for (int64_t i = 0; i < kGroup; ++i) {
+                          Value weight =
+                              k.select(empty, zero, k.exp2(k.sub(ms[i], newM)));
+                          sum = k.fma(weight, sums[i], sum);
+                          acc = k.fma(weight, accs[i], acc);
+                        }
+                        return {newM, sum, acc};
+                      });
+                  Value sum = merged[1], acc = merged[2];
+                  Value rowHead = k.addi(k.muli(t, k.index(numHeads)), head);
+                  k.store({k.div(acc, sum)}, out,
+                          k.addi(k.muli(rowHead, cD), d));
+                });
+                // Ready for the next step's splits.
+                k.ifThen(k.cmpi(P::eq, k.tid, c0), [&] {
+                  LLVM::StoreOp::create(k.b, k.constI32(0),
+                                        k.gep(workspace, k.i32, counter), 4);
+                });
               });
             });
           });
@@ -1100,6 +1149,28 @@ buildPagedAttention(ModuleOp module,
   }
   k.finish();
   return kernel;
+}
+
+namespace {
+/// Output features per warp of a GEMV: with several tokens, each x vector a
+/// lane loads serves that many weight rows (the x loads and FMAs, not HBM,
+/// bound T = 8 with one row per warp).
+int64_t gemvRowsPerWarp(const GemvParams &params) {
+  const int64_t rowsPerFeature =
+      params.epilogue == GemvParams::Epilogue::SwiGLU ? 2 : 1;
+  return std::max<int64_t>(1, std::max(params.minRowsPerWarp,
+                                       std::min<int64_t>(params.maxTokens, 4)) /
+                                  rowsPerFeature);
+}
+/// Warps of a block that share its rows (GemvParams::splitK).
+int64_t gemvSplitK(const GemvParams &params) {
+  return params.splitK == 0 ? params.warpsPerBlock : params.splitK;
+}
+} // namespace
+
+int64_t gemvRowsPerBlock(const GemvParams &params) {
+  return params.warpsPerBlock / std::max<int64_t>(1, gemvSplitK(params)) *
+         gemvRowsPerWarp(params);
 }
 
 FailureOr<GpuKernel> buildGemv(ModuleOp module, const GemvParams &params) {
@@ -1134,22 +1205,45 @@ FailureOr<GpuKernel> buildGemv(ModuleOp module, const GemvParams &params) {
   const bool norm = params.rmsNormInput;
   const bool swiglu = params.epilogue == Epilogue::SwiGLU;
   const bool residual = params.epilogue == Epilogue::Residual;
+  const bool ropeKvWrite = params.epilogue == Epilogue::RopeKvWrite;
   const int64_t n = params.n, kDim = params.k, maxT = params.maxTokens;
   // Weight rows per output feature: a swiglu output reads a gate and an up
   // row, N apart.
   const int64_t rowsPerFeature = swiglu ? 2 : 1;
-  // Output features per warp: with several tokens, each x vector a lane
-  // loads serves that many weight rows (the x loads and FMAs, not HBM,
-  // bound T = 8 with one row per warp).
-  const int64_t rowsPerWarp = std::max<int64_t>(
-      1, std::max(params.minRowsPerWarp, std::min<int64_t>(maxT, 4)) /
-             rowsPerFeature);
+  const int64_t rowsPerWarp = gemvRowsPerWarp(params);
   const int64_t weightRows = rowsPerWarp * rowsPerFeature; // per warp
   // Measured on an H100 (7B shapes, T = 1 and 8): all warps of a block on
   // the same rows is as fast or faster than a block of independent warps
   // everywhere, by up to 30% for few long rows (4096 x 11008).
-  const int64_t splitK = params.splitK == 0 ? warps : params.splitK;
-  const int64_t rowsPerBlock = warps / splitK * rowsPerWarp;
+  const int64_t splitK = gemvSplitK(params);
+  const int64_t rowsPerBlock = gemvRowsPerBlock(params);
+  // The rope epilogue: a block's rows are pairs (i, i + D/2) of one head
+  // (rotatedRow below), so each thread of the epilogue finds the other row
+  // of its pair in the block's shared sums.
+  const hostkernels::RopeParams &rope = params.rope;
+  const int64_t headDim = rope.headDim, half = headDim / 2;
+  if (ropeKvWrite) {
+    if (failed(checkGpuCache(module, params.cache)) ||
+        failed(hostkernels::ropeKernelName(module, rope)))
+      return failure();
+    if (params.cache.numKvHeads != rope.numKvHeads ||
+        params.cache.headDim != headDim)
+      return module.emitError()
+             << "gpu kernel: gemv rope epilogue with a cache of "
+             << params.cache.numKvHeads << " kv heads of dim "
+             << params.cache.headDim << " for keys of " << rope.numKvHeads
+             << " heads of dim " << headDim;
+    if (n != (rope.numHeads + 2 * rope.numKvHeads) * headDim)
+      return module.emitError()
+             << "gpu kernel: gemv rope epilogue over " << n
+             << " features, not the q, k and v rows of " << rope.numHeads
+             << " + 2 x " << rope.numKvHeads << " heads of dim " << headDim;
+    if (rowsPerBlock % 2 != 0 || headDim % rowsPerBlock != 0)
+      return module.emitError()
+             << "gpu kernel: gemv rope epilogue with " << rowsPerBlock
+             << " rows a block, which must be even and divide the head dim "
+             << headDim;
+  }
   std::string name = "gemv_n" + std::to_string(n) + "_k" +
                      std::to_string(kDim) + "_t" + std::to_string(maxT) + "_w" +
                      std::to_string(warps) + "_s" + std::to_string(splitK);
@@ -1159,6 +1253,9 @@ FailureOr<GpuKernel> buildGemv(ModuleOp module, const GemvParams &params) {
     name += "_residual";
   if (swiglu)
     name += "_swiglu";
+  if (ropeKvWrite)
+    name += "_" + *hostkernels::ropeKernelName(module, rope) + "_kvw_b" +
+            std::to_string(params.cache.blockSize);
   // Tilings other than the default say so (names stay those of the
   // default kernels).
   if (params.minRowsPerWarp != 1)
@@ -1174,6 +1271,10 @@ FailureOr<GpuKernel> buildGemv(ModuleOp module, const GemvParams &params) {
   if (residual)
     args.push_back(ptrArg("residual"));
   args.push_back(ptrArg("y"));
+  if (ropeKvWrite)
+    for (const char *operand :
+         {"positions", "key_cache", "value_cache", "slot_mapping"})
+      args.push_back(ptrArg(operand));
   args.push_back(i32Arg("T"));
   LaunchRule rule;
   rule.gridXPerRow = 0;
@@ -1187,6 +1288,10 @@ FailureOr<GpuKernel> buildGemv(ModuleOp module, const GemvParams &params) {
   if (exists)
     return kernel;
 
+  std::string tableName = name + "_inv_freq";
+  if (ropeKvWrite)
+    declareRopeTable(*gpuModule, tableName, rope);
+
   const int64_t perWarp = weightRows * maxT; // accumulators per lane
   // Each warp's shared slots: its sums (first its sums of x^2, with a norm).
   const int64_t sharedPerWarp = perWarp;
@@ -1198,11 +1303,28 @@ FailureOr<GpuKernel> buildGemv(ModuleOp module, const GemvParams &params) {
   Value weight = k.arg(argIndex++);
   Value residualIn = residual ? k.arg(argIndex++) : Value();
   Value y = k.arg(argIndex++);
+  Value positions, keyCache, valueCache, slotMapping;
+  if (ropeKvWrite) {
+    positions = k.arg(argIndex++);
+    keyCache = k.arg(argIndex++);
+    valueCache = k.arg(argIndex++);
+    slotMapping = k.arg(argIndex++);
+  }
   Value numTokens = k.argIndex(argIndex);
   SmallVector<unsigned> readOnly = {0, 1};
   if (norm)
     readOnly.push_back(2);
   k.readOnly(readOnly);
+  // Logical row L of a rope GEMV is row rotatedRow(L) of the weight: in
+  // each head, rows 2p and 2p + 1 are the pair p and p + D/2.
+  auto rotatedRow = [&](Value row) {
+    if (!ropeKvWrite)
+      return row;
+    Value within = k.remui(row, k.index(headDim));
+    return k.addi(k.subi(row, within),
+                  k.addi(k.divui(within, k.index(2)),
+                         k.muli(k.remui(within, k.index(2)), k.index(half))));
+  };
   Value partials = k.shared(0);
   using P = arith::CmpIPredicate;
   Value lane = k.remui(k.tid, k.index(kWarp));
@@ -1216,7 +1338,8 @@ FailureOr<GpuKernel> buildGemv(ModuleOp module, const GemvParams &params) {
   // issue early, and every thread reaches the barrier below.
   SmallVector<Value> wBase, xBase; // wBase[r * rowsPerFeature + p]
   for (int64_t r = 0; r < rowsPerWarp; ++r) {
-    Value row = k.minsi(k.addi(firstRow, k.index(r)), k.index(n - 1));
+    Value row =
+        rotatedRow(k.minsi(k.addi(firstRow, k.index(r)), k.index(n - 1)));
     for (int64_t p = 0; p < rowsPerFeature; ++p)
       wBase.push_back(
           k.muli(k.addi(row, k.index(p * n)), k.index(kDim)));
@@ -1279,40 +1402,33 @@ FailureOr<GpuKernel> buildGemv(ModuleOp module, const GemvParams &params) {
   auto normalizeTokens = [&] {
     if (!norm)
       return;
-    // Straight-line loads (a loop over them would make each wait for the
-    // one before), then the chunks left over, if blockX does not divide
-    // them.
+    // Straight-line code for the whole rounds, every load issued before
+    // the first use (a loop over the loads would make each wait for the
+    // one before), then a loop for the chunks left over if blockX does not
+    // divide them.
     SmallVector<Value> squares(maxT, k.constF32(0.0));
-    auto addSquares = [&](Value c, MutableArrayRef<Value> acc) {
-      Value col = k.muli(c, k.index(w));
+    auto addSquares = [&](ArrayRef<Value> chunkIds,
+                          MutableArrayRef<Value> acc) {
       SmallVector<SmallVector<Value>> xs;
-      for (int64_t t = 0; t < maxT; ++t)
-        xs.push_back(k.load(x, k.addi(xBase[t], col), w, true));
-      for (int64_t t = 0; t < maxT; ++t)
-        for (Value e : xs[t])
-          acc[t] = k.fma(e, e, acc[t]);
+      for (Value c : chunkIds)
+        for (int64_t t = 0; t < maxT; ++t)
+          xs.push_back(k.load(x, k.addi(xBase[t], k.muli(c, k.index(w))), w,
+                              /*readOnly=*/true));
+      for (size_t i = 0; i < xs.size(); ++i)
+        for (Value e : xs[i])
+          acc[i % maxT] = k.fma(e, e, acc[i % maxT]);
     };
     const int64_t wholeRounds = chunks / rule.blockX;
-    {
-      SmallVector<SmallVector<Value>> xs;
-      for (int64_t i = 0; i < wholeRounds; ++i)
-        for (int64_t t = 0; t < maxT; ++t)
-          xs.push_back(k.load(
-              x,
-              k.addi(xBase[t], k.muli(k.addi(k.tid, k.index(i * rule.blockX)),
-                                      k.index(w))),
-              w, true));
-      for (int64_t i = 0; i < wholeRounds; ++i)
-        for (int64_t t = 0; t < maxT; ++t)
-          for (Value e : xs[i * maxT + t])
-            squares[t] = k.fma(e, e, squares[t]);
-    }
+    SmallVector<Value> wholeRoundChunks;
+    for (int64_t i = 0; i < wholeRounds; ++i)
+      wholeRoundChunks.push_back(k.addi(k.tid, k.index(i * rule.blockX)));
+    addSquares(wholeRoundChunks, squares);
     if (chunks % rule.blockX != 0)
       squares = k.loopCarry(k.addi(k.tid, k.index(wholeRounds * rule.blockX)),
                             k.index(chunks), k.index(rule.blockX), squares,
                             [&](Value c, ValueRange acc) -> SmallVector<Value> {
                               SmallVector<Value> next(acc.begin(), acc.end());
-                              addSquares(c, next);
+                              addSquares({c}, next);
                               return next;
                             });
     for (Value &sq : squares)
@@ -1327,10 +1443,7 @@ FailureOr<GpuKernel> buildGemv(ModuleOp module, const GemvParams &params) {
       Value total = k.loadShared(partials, k.index(t));
       for (int64_t wi = 1; wi < warps; ++wi)
         total = k.add(total, k.loadShared(partials, k.index(wi * maxT + t)));
-      Value mean = k.div(total, k.constF32(double(kDim)));
-      invs.push_back(k.div(
-          k.constF32(1.0),
-          k.intrinsic("llvm.sqrt.f32", k.add(mean, k.constF32(params.eps)))));
+      invs.push_back(inverseRms(k, total, kDim, params.eps));
     }
     // The partial sums below reuse the slots.
     k.barrier();
@@ -1374,6 +1487,43 @@ FailureOr<GpuKernel> buildGemv(ModuleOp module, const GemvParams &params) {
       k.storeShared(accs[i], partials, k.addi(base, k.index(i)));
   });
   k.barrier();
+  // The rope epilogue of logical row `row` and token t, whose product
+  // (rounded) is `self`: q rotated into y, k rotated and v as it is into
+  // the cache at the token's slot, as rope_kv_write does.
+  auto emitRopeKvWrite = [&](Value self, llvm::function_ref<Value()> other,
+                             Value row, Value t) {
+    Value physical = rotatedRow(row);
+    Value head = k.divui(physical, k.index(headDim));
+    Value i = k.remui(physical, k.index(headDim));
+    Value low = k.cmpi(P::ult, i, k.index(half));
+    Value pos = arith::SIToFPOp::create(k.b, k.f32, k.loadI32(positions, t));
+    auto [c, sn] = ropeCosSin(k, tableName, pos, k.remui(i, k.index(half)));
+    Value x2 = other();
+    // As rope: x1 c - x2 s for the first half, x2 c + x1 s for the second.
+    Value rotated = k.select(low, k.sub(k.mul(self, c), k.mul(x2, sn)),
+                             k.add(k.mul(self, c), k.mul(x2, sn)));
+    const int64_t numHeads = rope.numHeads, numKvHeads = rope.numKvHeads;
+    k.ifThen(k.cmpi(P::ult, head, k.index(numHeads)), [&] {
+      k.store({rotated}, y, k.addi(k.muli(t, k.index(n)), physical));
+    });
+    Value slot = k.loadI32(slotMapping, t);
+    Value kept = k.cmpi(P::sge, slot, k.constI32(0));
+    Value isKey = arith::AndIOp::create(
+        k.b, k.cmpi(P::uge, head, k.index(numHeads)),
+        k.cmpi(P::ult, head, k.index(numHeads + numKvHeads)));
+    Value isValue = k.cmpi(P::uge, head, k.index(numHeads + numKvHeads));
+    auto cacheOffset = [&](int64_t firstHead) {
+      return k.addi(
+          k.muli(k.toIndex(slot), k.index(numKvHeads * headDim)),
+          k.addi(k.muli(k.subi(head, k.index(firstHead)), k.index(headDim)),
+                 i));
+    };
+    k.ifThen(arith::AndIOp::create(k.b, kept, isKey),
+             [&] { k.store({rotated}, keyCache, cacheOffset(numHeads)); });
+    k.ifThen(arith::AndIOp::create(k.b, kept, isValue), [&] {
+      k.store({self}, valueCache, cacheOffset(numHeads + numKvHeads));
+    });
+  };
   // One thread per (output feature, token) of the block sums the splitK
   // slices and applies the epilogue.
   const int64_t perGroup = rowsPerWarp * maxT;
@@ -1387,9 +1537,9 @@ FailureOr<GpuKernel> buildGemv(ModuleOp module, const GemvParams &params) {
     Value valid = arith::AndIOp::create(k.b, k.cmpi(P::ult, row, k.index(n)),
                                         k.cmpi(P::ult, t, numTokens));
     k.ifThen(valid, [&] {
-      Value first = k.muli(group, k.index(splitK * sharedPerWarp));
-      auto sumSlices = [&](Value slot) {
-        Value at = k.addi(first, slot);
+      // The sum of the splitK slices of slot `slot` of warp group `g`.
+      auto sumSlices = [&](Value g, Value slot) {
+        Value at = k.addi(k.muli(g, k.index(splitK * sharedPerWarp)), slot);
         Value sum = k.loadShared(partials, at);
         for (int64_t s = 1; s < splitK; ++s)
           sum = k.add(sum, k.loadShared(partials,
@@ -1399,14 +1549,33 @@ FailureOr<GpuKernel> buildGemv(ModuleOp module, const GemvParams &params) {
       // Weight row j = r * rowsPerFeature + p of the warp.
       SmallVector<Value> sums;
       for (int64_t p = 0; p < rowsPerFeature; ++p)
-        sums.push_back(sumSlices(k.addi(
-            k.muli(k.addi(k.muli(r, k.index(rowsPerFeature)), k.index(p)),
-                   k.index(maxT)),
-            t)));
+        sums.push_back(sumSlices(
+            group, k.addi(k.muli(k.addi(k.muli(r, k.index(rowsPerFeature)),
+                                        k.index(p)),
+                                 k.index(maxT)),
+                          t)));
       // Rounded to bf16 where the kernels of larger steps store their
-      // products (gate and up, the projection before the add), so that a
-      // sequence's numerics depend little on the step's size.
+      // products (gate and up, the projection before the add, q, k and v
+      // before rope), so that a sequence's numerics depend little on the
+      // step's size.
       auto rounded = [&](Value v) { return k.extf(k.truncf(v)); };
+      if (ropeKvWrite) {
+        emitRopeKvWrite(
+            rounded(sums[0]),
+            [&] {
+              // The other row of the pair: logical row ^ 1, in this block.
+              Value other = k.subi(
+                  arith::XOrIOp::create(k.b, row, k.index(1)).getResult(),
+                  blockRow);
+              return rounded(
+                  sumSlices(k.divui(other, k.index(rowsPerWarp)),
+                            k.addi(k.muli(k.remui(other, k.index(rowsPerWarp)),
+                                          k.index(maxT)),
+                                   t)));
+            },
+            row, t);
+        return;
+      }
       Value out = sums[0];
       Value offset = k.addi(k.muli(t, k.index(n)), row);
       if (swiglu)

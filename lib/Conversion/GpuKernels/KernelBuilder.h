@@ -157,11 +157,26 @@ public:
   void waitForPredecessor() {
     NVVM::GriddepcontrolOp::create(b, NVVM::GridDepActionKind::wait);
   }
-  /// Orders this thread's global writes before its later ones for every
-  /// thread of the GPU (fence.sc.gpu, CUDA's __threadfence), as the split
-  /// attention's counter needs; the system scope costs far more.
+  /// Orders this thread's global accesses before and after it for every
+  /// thread of the GPU (fence.acq_rel.gpu): release for the split
+  /// attention's writers before their count, acquire for the block that
+  /// reads what they wrote. Sequential consistency (fence.sc.gpu, CUDA's
+  /// __threadfence) is more than that pattern needs, and the system scope
+  /// costs far more.
   void fence() {
-    LLVM::FenceOp::create(b, LLVM::AtomicOrdering::seq_cst, "device");
+    LLVM::FenceOp::create(b, LLVM::AtomicOrdering::acq_rel, "device");
+  }
+  /// Brings the line of element `offset` of `base` (elements of `type`)
+  /// into L1, so that a later load of it hits there: for step inputs a
+  /// kernel may read before it waits for its predecessor.
+  void prefetchL1(Value base, Type type, Value offset) {
+    NVVM::PrefetchOp::create(b,
+                             NVVM::PrefetchCacheLevelAttr::get(
+                                 b.getContext(), NVVM::PrefetchCacheLevel::L1),
+                             /*evictPriority=*/nullptr, gep(base, type, offset),
+                             /*predicate=*/Value(), /*tensormap=*/false,
+                             /*uniform=*/false,
+                             /*in_param_space=*/false);
   }
   /// atomicAdd on an i32 in global memory; returns the old value.
   Value atomicAddI32(Value base, Value offset, Value value) {

@@ -84,13 +84,18 @@ FailureOr<std::string> compileToPtx(ModuleOp kernels,
     return failure();
   }
 
-  // griddepcontrol (programmatic dependent launch) exists from sm_90.
+  // griddepcontrol (programmatic dependent launch) exists from sm_90, and
+  // LLVM selects prefetch only there: before, both go (a prefetch is a
+  // hint, and without early launches there is nothing to overlap).
   int chipNumber = 0;
   if (StringRef(options.chip).starts_with("sm_") &&
       !StringRef(options.chip).drop_front(3).take_while(llvm::isDigit)
            .getAsInteger(10, chipNumber) &&
       chipNumber < 90)
-    clone->walk([](NVVM::GriddepcontrolOp op) { op.erase(); });
+    clone->walk([](Operation *op) {
+      if (isa<NVVM::GriddepcontrolOp, NVVM::PrefetchOp>(op))
+        op->erase();
+    });
 
   gpu::GPUToNVVMPipelineOptions pipeline;
   pipeline.cubinChip = options.chip;

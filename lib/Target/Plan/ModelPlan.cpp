@@ -252,8 +252,43 @@ private:
   int64_t attentionWorkspace = -1;
   int64_t inputIds = -1, positions = -1, slotMapping = -1, queryStart = -1,
           contextLen = -1, blockTable = -1, logitRows = -1, logits = -1;
-  /// The KV-cache layer of the next attention op planned.
-  int64_t nextLayer = 0;
+  /// The KV-cache layer of each attention op, in the order first asked
+  /// for (the qkv GEMV that writes a layer's cache is planned before its
+  /// attention).
+  llvm::DenseMap<Operation *, int64_t> attentionLayers;
+  int64_t layerOf(tfm::AttentionOp op) {
+    return attentionLayers.try_emplace(op, int64_t(attentionLayers.size()))
+        .first->second;
+  }
+  /// The paged cache's shape and the rotation of `op`'s query and key, or
+  /// failure when one rope each, with the same positions and frequencies,
+  /// does not make them.
+  struct AttentionInputs {
+    hostkernels::RopeParams rope;
+    hostkernels::KvCacheShape cache;
+    tfm::RopeOp queryRope;
+  };
+  FailureOr<AttentionInputs> attentionInputs(tfm::AttentionOp op);
+  /// The attention op whose q, k and v are the three parts of `op`'s
+  /// product, through reshapes and the ropes of q and k alone, if any: a
+  /// decode-step GEMV of `op` can then rotate q and k and write the cache
+  /// (GemvParams::Epilogue::RopeKvWrite).
+  tfm::AttentionOp ropeAttentionOf(tfm::LinearOp op);
+  /// Layer `layer`'s keys or values in the paged cache.
+  PlanArray kvCacheArray(int64_t layer, pa::KVCachePart part,
+                         const hostkernels::KvCacheShape &cache) {
+    PlanArray array = denseArray(art::ArgKind::KVCache, layer,
+                                 {scalarDim(pa::NumBlocks), cache.blockSize,
+                                  cache.numKvHeads, cache.headDim});
+    array.byteOffset = part;
+    return array;
+  }
+  PlanArray slotMappingArray() {
+    return denseArray(art::ArgKind::Buffer, slotMapping,
+                      {scalarDim(pa::NumTokens)});
+  }
+  /// Attention ops whose decode-step rope and cache write a GEMV did.
+  llvm::DenseSet<Operation *> ropesDoneByGemv;
   int64_t maxBlocksPerSeq = 0;
 };
 
@@ -711,7 +746,26 @@ LogicalResult Planner::planLinear(tfm::LinearOp op) {
         swiglu = consumer;
     }
   }
-  if (withNorm || residualAdd || swiglu) {
+  // A fused q/k/v projection whose parts only rope and attention read: its
+  // GEMV rotates q and k and writes the cache (rope_kv_write then runs in
+  // larger steps only), where every variant's tiling keeps rotated pairs in
+  // one block.
+  tfm::AttentionOp ropeAttention =
+      gemv && gemvCanTake(op) ? ropeAttentionOf(op) : nullptr;
+  FailureOr<AttentionInputs> ropeInputs = failure();
+  if (ropeAttention) {
+    ropeInputs = attentionInputs(ropeAttention);
+    for (int64_t maxTokens : {1, 2, 4}) {
+      gpukernels::GemvParams params;
+      params.maxTokens = maxTokens;
+      tileGemv(params);
+      int64_t rows = gpukernels::gemvRowsPerBlock(params);
+      if (rows % 2 != 0 || ropeInputs->rope.headDim % rows != 0 ||
+          ropeInputs->cache.elementType != hostkernels::KvElementType::Native)
+        ropeAttention = nullptr;
+    }
+  }
+  if (withNorm || residualAdd || swiglu || ropeAttention) {
     gpukernels::GemvParams params;
     params.n = outFeatures;
     params.k = input.shape[1];
@@ -744,6 +798,17 @@ LogicalResult Planner::planLinear(tfm::LinearOp op) {
       swiglusDoneByGemv[swiglu] = y;
     }
     operands.push_back(y);
+    if (ropeAttention) {
+      params.epilogue = gpukernels::GemvParams::Epilogue::RopeKvWrite;
+      params.rope = ropeInputs->rope;
+      params.cache = ropeInputs->cache;
+      int64_t layer = layerOf(ropeAttention);
+      operands.append({arrays.lookup(ropeInputs->queryRope.getPositions()),
+                       kvCacheArray(layer, pa::Keys, params.cache),
+                       kvCacheArray(layer, pa::Values, params.cache),
+                       slotMappingArray()});
+      ropesDoneByGemv.insert(ropeAttention);
+    }
     for (auto [maxTokens, minTokens] :
          {std::pair<uint32_t, uint32_t>{1, 1}, {2, 2}, {4, 3}}) {
       params.maxTokens = maxTokens;
@@ -802,27 +867,23 @@ LogicalResult Planner::planLinear(tfm::LinearOp op) {
   return success();
 }
 
-LogicalResult Planner::planAttention(tfm::AttentionOp op) {
-  if (!op.getCausal())
-    return fail(op, "non-causal attention has no lowering over the KV cache");
-  tfm::RopeOp queryRope = ropes.lookup(op.getQuery());
-  tfm::RopeOp keyRope = ropes.lookup(op.getKey());
-  if (!queryRope || !keyRope || queryRope.getPositions() !=
-                                     keyRope.getPositions() ||
+FailureOr<Planner::AttentionInputs>
+Planner::attentionInputs(tfm::AttentionOp op) {
+  auto queryRope = op.getQuery().getDefiningOp<tfm::RopeOp>();
+  auto keyRope = op.getKey().getDefiningOp<tfm::RopeOp>();
+  if (!queryRope || !keyRope ||
+      queryRope.getPositions() != keyRope.getPositions() ||
       queryRope.getTheta() != keyRope.getTheta() ||
       queryRope.getScalingAttr() != keyRope.getScalingAttr())
-    return fail(op, "query and key must be rotated by one rope each, with "
-                    "the same positions and frequencies");
+    return failure();
   auto queryType = cast<RankedTensorType>(op.getQuery().getType());
   auto keyType = cast<RankedTensorType>(op.getKey().getType());
-  int64_t heads = queryType.getDimSize(1), kvHeads = keyType.getDimSize(1);
-  int64_t headDim = queryType.getDimSize(2);
-  int64_t layer = nextLayer++;
-
-  hostkernels::RopeParams rope;
-  rope.numHeads = heads;
-  rope.numKvHeads = kvHeads;
-  rope.headDim = headDim;
+  AttentionInputs inputs;
+  inputs.queryRope = queryRope;
+  hostkernels::RopeParams &rope = inputs.rope;
+  rope.numHeads = queryType.getDimSize(1);
+  rope.numKvHeads = keyType.getDimSize(1);
+  rope.headDim = queryType.getDimSize(2);
   rope.theta = queryRope.getTheta().convertToDouble();
   if (auto scaling = queryRope.getScalingAttr()) {
     rope.scaling.kind = scaling.getKind() == tfm::RopeScalingKind::Linear
@@ -835,31 +896,76 @@ LogicalResult Planner::planAttention(tfm::AttentionOp op) {
     rope.scaling.originalMaxPositionEmbeddings =
         scaling.getOriginalMaxPositionEmbeddings();
   }
+  inputs.cache.numKvHeads = rope.numKvHeads;
+  inputs.cache.headDim = rope.headDim;
+  inputs.cache.blockSize = blockSize;
+  inputs.cache.elementType = kvElementType;
+  return inputs;
+}
+
+tfm::AttentionOp Planner::ropeAttentionOf(tfm::LinearOp op) {
+  if (!op.getResult().hasOneUse())
+    return nullptr;
+  auto split = dyn_cast<tfm::SplitOp>(*op.getResult().getUsers().begin());
+  if (!split || split.getNumResults() != 3 || split.getDimAttr().getInt() != 1)
+    return nullptr;
+  // The one user of `value` through a reshape, if it is of type OpTy.
+  auto soleUser = [](Value value) -> Operation * {
+    return value.hasOneUse() ? *value.getUsers().begin() : nullptr;
+  };
+  auto throughReshape = [&](Value part) -> Operation * {
+    auto reshape = dyn_cast_or_null<tfm::ReshapeOp>(soleUser(part));
+    return reshape ? soleUser(reshape.getResult()) : nullptr;
+  };
+  auto queryRope =
+      dyn_cast_or_null<tfm::RopeOp>(throughReshape(split.getResult(0)));
+  auto keyRope =
+      dyn_cast_or_null<tfm::RopeOp>(throughReshape(split.getResult(1)));
+  auto attention =
+      dyn_cast_or_null<tfm::AttentionOp>(throughReshape(split.getResult(2)));
+  if (!queryRope || !keyRope || !attention ||
+      soleUser(queryRope.getResult()) != attention ||
+      soleUser(keyRope.getResult()) != attention ||
+      attention.getQuery() != queryRope.getResult() ||
+      attention.getKey() != keyRope.getResult() ||
+      attention.getValue().getDefiningOp<tfm::ReshapeOp>().getInput() !=
+          split.getResult(2) ||
+      failed(attentionInputs(attention)))
+    return nullptr;
+  return attention;
+}
+
+LogicalResult Planner::planAttention(tfm::AttentionOp op) {
+  if (!op.getCausal())
+    return fail(op, "non-causal attention has no lowering over the KV cache");
+  FailureOr<AttentionInputs> inputs = attentionInputs(op);
+  if (failed(inputs) || !ropes.count(op.getQuery()) ||
+      !ropes.count(op.getKey()))
+    return fail(op, "query and key must be rotated by one rope each, with "
+                    "the same positions and frequencies");
+  const hostkernels::RopeParams &rope = inputs->rope;
+  const hostkernels::KvCacheShape &cache = inputs->cache;
+  int64_t heads = rope.numHeads;
+  int64_t headDim = rope.headDim;
+  int64_t layer = layerOf(op);
+  tfm::RopeOp queryRope = inputs->queryRope;
   PlanArray q = arrays.lookup(op.getQuery());
   PlanArray k = arrays.lookup(op.getKey());
   PlanArray v = arrays.lookup(op.getValue());
   PlanArray positionsArray = arrays.lookup(queryRope.getPositions());
 
-  hostkernels::KvCacheShape cache;
-  cache.numKvHeads = kvHeads;
-  cache.headDim = headDim;
-  cache.blockSize = blockSize;
-  cache.elementType = kvElementType;
-  auto cacheArray = [&](pa::KVCachePart part) {
-    PlanArray array = denseArray(art::ArgKind::KVCache, layer,
-                                 {scalarDim(pa::NumBlocks), blockSize,
-                                  kvHeads, headDim});
-    array.byteOffset = part;
-    return array;
-  };
-  PlanArray keys = cacheArray(pa::Keys), values = cacheArray(pa::Values);
-  PlanArray slots = denseArray(art::ArgKind::Buffer, slotMapping,
-                               {scalarDim(pa::NumTokens)});
+  PlanArray keys = kvCacheArray(layer, pa::Keys, cache),
+            values = kvCacheArray(layer, pa::Values, cache);
+  PlanArray slots = slotMappingArray();
   if (onGpu()) {
-    // One launch rotates q and k and stores the keys and values.
-    if (failed(gpuKernelCall(
-            op, gpukernels::buildRopeKvWrite(*kernels, rope, cache),
-            {q, k, v, positionsArray, keys, values, slots}, pa::NumTokens)))
+    // One launch rotates q and k and stores the keys and values; in decode
+    // steps the qkv GEMV may have done it.
+    bool byGemv = ropesDoneByGemv.count(op);
+    if (failed(inTokenRange(byGemv ? kFusedGemvMaxTokens + 1 : 0, 0, [&] {
+          return gpuKernelCall(
+              op, gpukernels::buildRopeKvWrite(*kernels, rope, cache),
+              {q, k, v, positionsArray, keys, values, slots}, pa::NumTokens);
+        })))
       return failure();
   } else if (failed(kernelCall(op, hostkernels::buildRope(*kernels, rope),
                                {q, k, positionsArray})) ||

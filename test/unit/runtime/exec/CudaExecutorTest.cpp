@@ -1,16 +1,20 @@
-//===- CudaExecutorTest.cpp - the CUDA executor on a GPU -------------------===//
+//===- CudaExecutorTest.cpp - the CUDA executor on a GPU
+//-------------------===//
 //
-// Needs a GPU: without one every test skips with the reason. The model is
-// Qwen2-shaped (biases on q/k/v, qwen2_tiny.json) with random weights,
-// compiled at build time for the CPU and for sm_90a; both executors fill
-// the same weights from the seed, so the CPU executor (f32) is the
-// reference of the GPU one (bf16). On the GPU machine, point
-// OPTMLIR_TEST_ARTIFACT_DIR at a folder holding qwen2_tiny.optpkg and
-// qwen2_tiny.sm_90a.optpkg.
+// Needs a GPU: without one every test skips with the reason. Two tiny
+// models with random weights, each compiled at build time for the CPU and
+// for sm_90a; both executors fill the same weights from the seed, so the
+// CPU executor (f32) is the reference of the GPU one (bf16): Qwen2-shaped
+// (biases on q/k/v, qwen2_tiny.json) and Llama-shaped (no biases, llama3
+// rope scaling, llama_tiny.json). On the GPU machine, point
+// OPTMLIR_TEST_ARTIFACT_DIR at a folder holding NAME.optpkg and
+// NAME.sm_90a.optpkg of both.
 //
 // What it checks: the q/k/v bias added in the gemm's epilogue (GPU plans
 // carry it there, PlanAbi.h) for prefill, ragged and decode row counts
-// (decode ones included: biased gemms skip the GEMV kernels), with and
+// (decode ones included: biased gemms skip the GEMV kernels); the decode
+// GEMVs of the Llama shape with everything they fuse (the rms_norm in, the
+// residual add, swiglu, and rope with the cache write out); each with and
 // without CUDA graphs; the KV cache sized from --gpu-memory-utilization.
 //
 //===----------------------------------------------------------------------===//
@@ -100,14 +104,25 @@ protected:
     std::string why;
     if (!(device = cuda::CudaDevice::create(0, why)))
       GTEST_SKIP() << "no usable CUDA device: " << why;
+    open("qwen2_tiny");
+  }
+
+  /// Opens NAME.optpkg and NAME.sm_90a.optpkg as the two artifacts.
+  void open(const std::string &name) {
     std::string error;
-    cpuArtifact = Artifact::open(artifactPath("qwen2_tiny.optpkg"), error);
+    cpuArtifact =
+        Artifact::open(artifactPath((name + ".optpkg").c_str()), error);
     ASSERT_TRUE(cpuArtifact) << error;
     gpuArtifact =
-        Artifact::open(artifactPath("qwen2_tiny.sm_90a.optpkg"), error);
+        Artifact::open(artifactPath((name + ".sm_90a.optpkg").c_str()), error);
     ASSERT_TRUE(gpuArtifact) << error;
     ASSERT_TRUE(isGpuArtifact(*gpuArtifact));
   }
+
+  /// Prefill of three ragged prompts in one step (62 rows), then decode
+  /// steps of 3 rows, 1 row and 2 rows, on the GPU with and without CUDA
+  /// graphs, against the CPU executor.
+  void compareStepsWithTheCpu();
 
   std::unique_ptr<ModelExecutor> make(const Artifact &artifact,
                                       ExecutorOptions options) {
@@ -147,10 +162,7 @@ protected:
   std::unique_ptr<Artifact> cpuArtifact, gpuArtifact;
 };
 
-// Prefill of three ragged prompts in one step (62 rows), then decode steps
-// of 3 rows, 1 row and 2 rows, on the GPU with and without CUDA graphs,
-// against the CPU executor (which adds the biases with its own kernel).
-TEST_F(CudaExecutorTest, BiasedProjectionsMatchTheCpu) {
+void CudaExecutorTest::compareStepsWithTheCpu() {
   for (bool graphs : {true, false}) {
     SCOPED_TRACE(graphs ? "CUDA graphs" : "no graphs");
     ExecutorOptions options;
@@ -193,6 +205,21 @@ TEST_F(CudaExecutorTest, BiasedProjectionsMatchTheCpu) {
     std::printf("%s: largest rel. L2 against the CPU %.2e\n",
                 graphs ? "graphs" : "no graphs", worst);
   }
+}
+
+// The CPU executor adds the biases with its own kernel.
+TEST_F(CudaExecutorTest, BiasedProjectionsMatchTheCpu) {
+  compareStepsWithTheCpu();
+}
+
+// Decode steps of 1 to 3 rows run the fused GEMVs (the q/k/v one rotating
+// q and k and writing the cache), larger steps cuBLASLt and the separate
+// kernels: both against the CPU's separate kernels.
+TEST_F(CudaExecutorTest, FusedDecodeKernelsMatchTheCpu) {
+  open("llama_tiny");
+  if (HasFatalFailure())
+    return;
+  compareStepsWithTheCpu();
 }
 
 // With neither a block count nor a byte size, the cache takes 0.9 of the
