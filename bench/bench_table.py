@@ -18,6 +18,13 @@ MODELS = [
 ]
 
 
+def unread(ours):
+    """What of the weights a decode step does not read (an untied embedding
+    table), as a clause; empty for older results."""
+    skip = ours.get("unread_embedding_bytes", 0)
+    return f" ({skip / 1e9:.3f} GB of them an embedding table a decode step reads a row of)" if skip else ""
+
+
 def load_json(path):
     try:
         with open(path) as f:
@@ -95,7 +102,8 @@ def main():
                 f"Ceilings measured by optrun: copy "
                 f"{ours['copy_bytes_per_second'] / 1e9:,.0f} GB/s (read + write), "
                 f"bf16 GEMM {ours['matmul_flops_per_second'] / 1e12:,.1f} TFLOP/s; "
-                f"{ours['weight_bytes'] / 1e9:.3f} GB of weights, "
+                f"{ours['weight_bytes'] / 1e9:.3f} GB of weights"
+                f"{unread(ours)}, "
                 f"{ours['kv_bytes_per_token'] / 1024:.0f} KiB of KV per token. "
                 f"Decode: prompt {ours['prompt_tokens']}, {ours['decode_tokens']} "
                 f"new tokens, median of {ours['repeat']} after {ours['warmup']} "
@@ -131,8 +139,10 @@ def main():
                 share = f"{100 * mine / roof:.1f}%" if mine and roof else "-"
                 cell = rate(mine) if mine else p.get("skipped", "-")
                 lines.append(f"| {p['tokens']} | {cell} | {rate(roof)} | {share} |")
-    lines += ["", "Rooflines: decode = (all weight bytes + the KV cache of every "
-              "sequence at its mean context) / measured copy bandwidth; prefill "
+    lines += ["", "Rooflines: decode = (the weight bytes a step reads (all, but of "
+              "an untied embedding table only the batch's rows) + the KV cache "
+              "of every sequence at its mean context) / measured copy "
+              "bandwidth; prefill "
               "= (2 x linear parameters x tokens + 4 x layers x heads x head_dim "
               "x tokens^2 / 2) / measured bf16 GEMM peak (embedding and lm_head "
               "left out: the plan computes logits for the last row only). HF "

@@ -3,8 +3,9 @@
 // Decode and prefill throughput of an artifact, measured on the executor
 // directly (no engine, scheduler or sampler in the way) with random tokens,
 // next to the roofline of the device it ran on:
-//   decode:  bytes a step must read (every weight once, plus the KV cache of
-//            every sequence) over the measured copy bandwidth;
+//   decode:  bytes a step must read (every weight once, but of an untied
+//            embedding table only the rows of the step's tokens, plus the
+//            KV cache of every sequence) over the measured copy bandwidth;
 //   prefill: flops (2 x linear parameters x tokens, plus attention's
 //            4 x layers x heads x head_dim x tokens^2 / 2, causal) over the
 //            measured matmul peak.
@@ -52,6 +53,9 @@ struct BenchOptions {
 /// The model quantities the rooflines need.
 struct ModelCost {
   uint64_t weightBytes = 0;
+  /// An untied embedding table (0 when lm_head reads it): a decode step
+  /// reads only its tokens' rows of it, of embeddingRowBytes each.
+  uint64_t embeddingBytes = 0, embeddingRowBytes = 0;
   /// Elements of the linear layers (no embedding, lm_head or norms).
   uint64_t linearParams = 0;
   /// KV cache bytes per token of context (keys and values, all layers).
@@ -73,6 +77,12 @@ ModelCost modelCost(const optrt::artifact::Artifact &artifact) {
   for (size_t i = 0; i < artifact.numWeights(); ++i) {
     const optrt::fb::WeightEntry &w = artifact.weight(i);
     cost.weightBytes += w.size();
+    if (!model.tie_word_embeddings() && w.name() &&
+        w.name()->string_view() == "model.embed_tokens.weight") {
+      cost.embeddingBytes = w.size();
+      cost.embeddingRowBytes =
+          w.size() / std::max<uint64_t>(1, model.vocab_size());
+    }
     if (!w.shape() || w.shape()->size() != 2)
       continue;
     uint64_t rows = w.shape()->Get(0), cols = w.shape()->Get(1);
@@ -256,11 +266,13 @@ int runBench(const BenchOptions &options) {
   for (int32_t batch : options.batches) {
     DecodeResult result;
     result.batch = batch;
-    // Mean bytes of a decode step: weights once, plus every sequence's KV
-    // cache at its average context over the timed steps.
+    // Mean bytes of a decode step: weights once (of an untied embedding
+    // table, only the batch's rows), plus every sequence's KV cache at its
+    // average context over the timed steps.
     double meanContext =
         options.promptTokens + 0.5 * (options.decodeTokens + 1);
-    double stepBytes = double(cost.weightBytes) +
+    double stepBytes = double(cost.weightBytes - cost.embeddingBytes) +
+                       double(batch) * cost.embeddingRowBytes +
                        double(batch) * meanContext * cost.kvBytesPerToken;
     if (ceilings.copyBytesPerSecond > 0)
       result.rooflineTokensPerSecond =
@@ -335,6 +347,7 @@ int runBench(const BenchOptions &options) {
     out["matmul_flops_per_second"] = ceilings.matmulFlopsPerSecond;
     out["random_weights"] = artifact->hasVirtualWeights();
     out["weight_bytes"] = cost.weightBytes;
+    out["unread_embedding_bytes"] = cost.embeddingBytes;
     out["kv_bytes_per_token"] = cost.kvBytesPerToken;
     out["prompt_tokens"] = options.promptTokens;
     out["decode_tokens"] = options.decodeTokens;
