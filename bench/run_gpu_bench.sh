@@ -11,7 +11,9 @@
 # batch 1 (decode) and a 4096-token prefill. Each part has a time limit
 # (seconds, in the environment) so that one slow compile cannot take the
 # whole call (BENCH_TOTAL, default 560 s, bounds them all); a transformers
-# part cut off keeps the rows it finished.
+# part cut off keeps the rows it finished. BENCH_HF_1B_BATCHES narrows the
+# transformers batches of the 1B shape (its torch.compile at batch 8 and up
+# takes minutes).
 set -uo pipefail
 carry=${1:-carry}
 out=${OUT:-/tmp/gpu-bench}
@@ -61,7 +63,7 @@ if [ "${BENCH_7B:-0}" = 1 ]; then
   ours llama-2-7b "$carry/llama-2-7b.sm_90a.optpkg" --batch 1 --prefill 4096
 fi
 hf main "$carry/configs/main.json" --batch "$batches"
-hf llama-3.2-1b bench/configs/llama-3.2-1b.json --batch "$batches"
+hf llama-3.2-1b bench/configs/llama-3.2-1b.json --batch "${BENCH_HF_1B_BATCHES:-$batches}"
 if [ "${BENCH_7B:-0}" = 1 ]; then
   hf llama-2-7b bench/configs/llama-2-7b.json --batch 1
 fi

@@ -12,6 +12,8 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cstdio>
+#include <fstream>
 #include <limits>
 #include <numeric>
 #include <unordered_set>
@@ -614,4 +616,55 @@ std::unique_ptr<SafeTensorsFile> SafeTensorsFile::open(const std::string &path,
 const TensorInfo *SafeTensorsFile::find(std::string_view name) const {
   auto it = indexByName.find(std::string(name));
   return it == indexByName.end() ? nullptr : &tensorList[it->second];
+}
+
+bool optmlir::writeSafeTensors(
+    const std::string &path, const std::vector<TensorToWrite> &tensors,
+    const std::map<std::string, std::string> &metadata, std::string &error) {
+  nlohmann::ordered_json header = nlohmann::ordered_json::object();
+  if (!metadata.empty())
+    header["__metadata__"] = metadata;
+  uint64_t offset = 0;
+  std::vector<uint64_t> sizes;
+  for (const TensorToWrite &t : tensors) {
+    std::optional<int64_t> count = checkedNumElements(t.shape);
+    if (!count || (*count > 0 && !t.data)) {
+      error = path + ": tensor '" + t.name + "' has an invalid shape " +
+              formatShape(t.shape) + " or no data";
+      return false;
+    }
+    uint64_t bytes = uint64_t(*count) * dtypeSize(t.dtype);
+    header[t.name] = {{"dtype", dtypeName(t.dtype)},
+                      {"shape", t.shape},
+                      {"data_offsets", {offset, offset + bytes}}};
+    sizes.push_back(bytes);
+    offset += bytes;
+  }
+  std::string text = header.dump();
+  text.append((8 - text.size() % 8) % 8, ' '); // data starts 8-aligned
+  std::string temporary = path + ".tmp";
+  {
+    std::ofstream out(temporary, std::ios::binary | std::ios::trunc);
+    uint64_t length = text.size();
+    uint8_t prefix[8];
+    for (int i = 0; i < 8; ++i)
+      prefix[i] = uint8_t(length >> (8 * i));
+    out.write(reinterpret_cast<const char *>(prefix), 8);
+    out.write(text.data(), std::streamsize(text.size()));
+    for (size_t i = 0; i < tensors.size(); ++i)
+      out.write(static_cast<const char *>(tensors[i].data),
+                std::streamsize(sizes[i]));
+    out.close();
+    if (!out) {
+      std::remove(temporary.c_str());
+      error = path + ": cannot write the file";
+      return false;
+    }
+  }
+  if (std::rename(temporary.c_str(), path.c_str()) != 0) {
+    std::remove(temporary.c_str());
+    error = path + ": cannot move the finished file into place";
+    return false;
+  }
+  return true;
 }

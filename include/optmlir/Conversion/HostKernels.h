@@ -158,12 +158,6 @@ mlir::LogicalResult checkKvCacheShape(mlir::ModuleOp module,
                                       const KvCacheShape &cache,
                                       llvm::StringRef who);
 
-/// The fp8 e4m3 byte for `value` as the kernels write it (round to nearest
-/// even, saturate at +-448, NaN to +448), and back: the reference the
-/// kernels are tested against.
-uint8_t encodeF8E4M3(float value);
-float decodeF8E4M3(uint8_t byte);
-
 /// kv_write(k: [T, Hkv, D] (strided), v: [T, Hkv, D] (strided),
 ///          key_cache: [?, B, Hkv, D] (in/out), value_cache: [?, B, Hkv, D]
 ///          (in/out), slot_mapping: i32 [T])

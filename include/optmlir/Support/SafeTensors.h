@@ -126,6 +126,23 @@ private:
   std::map<std::string, std::string> metadataMap;
 };
 
+/// A tensor to write: its bytes (dtypeSize(dtype) * elements of shape).
+struct TensorToWrite {
+  std::string name;
+  DType dtype = DType::F32;
+  std::vector<int64_t> shape;
+  const void *data = nullptr;
+};
+
+/// Writes a safetensors file with `tensors` (in that order, the data
+/// section starting 8-byte aligned) and `metadata`, atomically: into a temporary file next to
+/// `path`, renamed over it once complete. On failure returns false with one
+/// line in `error` and leaves no file.
+bool writeSafeTensors(const std::string &path,
+                      const std::vector<TensorToWrite> &tensors,
+                      const std::map<std::string, std::string> &metadata,
+                      std::string &error);
+
 } // namespace optmlir
 
 #endif // OPTMLIR_SUPPORT_SAFETENSORS_H

@@ -760,32 +760,6 @@ LogicalResult checkPagedAttention(ModuleOp module,
   return success();
 }
 
-uint8_t encodeF8E4M3(float value) {
-  uint32_t bits;
-  std::memcpy(&bits, &value, 4);
-  uint32_t sign = (bits >> 24) & 0x80;
-  float magnitude = std::fabs(value);
-  magnitude = std::isnan(magnitude) ? 448.0f : std::min(magnitude, 448.0f);
-  if (magnitude < 1.0f / 64.0f)
-    return uint8_t(sign | uint32_t(std::nearbyint(magnitude * 512.0f)));
-  uint32_t magBits;
-  std::memcpy(&magBits, &magnitude, 4);
-  uint32_t rounded = (magBits + 0x7ffff + ((magBits >> 20) & 1)) >> 20;
-  return uint8_t(sign | (rounded - (120u << 3)));
-}
-
-float decodeF8E4M3(uint8_t byte) {
-  uint32_t exponent = (byte >> 3) & 0xf, mantissa = byte & 7;
-  float magnitude;
-  if (exponent == 0) {
-    magnitude = float(mantissa) / 512.0f;
-  } else {
-    uint32_t bits = ((exponent + 120) << 23) | (mantissa << 20);
-    std::memcpy(&magnitude, &bits, 4);
-  }
-  return (byte & 0x80) ? -magnitude : magnitude;
-}
-
 FailureOr<std::string> buildKvWrite(ModuleOp module,
                                     const KvCacheShape &cache) {
   if (failed(checkKvCacheShape(module, cache, "host kernel")))

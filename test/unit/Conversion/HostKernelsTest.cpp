@@ -8,6 +8,7 @@
 
 #include "optmlir/Conversion/HostKernels.h"
 #include "optmlir/Target/HostCodegen.h"
+#include "runtime/core/NumberFormats.h"
 #include "runtime/host/HostModule.h"
 #include "runtime/host/MemRef.h"
 
@@ -33,6 +34,8 @@
 
 using namespace optmlir;
 using namespace optmlir::hostkernels;
+using optrt::decodeF8E4M3;
+using optrt::encodeF8E4M3;
 using optrt::HostModule;
 using optrt::makeMemRef;
 using optrt::MemRefDescriptor;
