@@ -63,7 +63,7 @@ Value readConcatenation(OpBuilder &builder, SymbolTable &symbols,
   auto decl = WeightOp::create(
       declBuilder, lastPart.getLoc(), StringAttr::get(context, name),
       TypeAttr::get(type), ArrayAttr::get(context, refs),
-      declBuilder.getI64IntegerAttr(0));
+      declBuilder.getI64IntegerAttr(0), FlatSymbolRefAttr());
   Operation *last = lastPart;
   for (WeightOp part : parts)
     if (last->isBeforeInBlock(part))

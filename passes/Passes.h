@@ -7,6 +7,10 @@
 
 #include "mlir/Pass/Pass.h"
 
+namespace optmlir {
+class WeightStore;
+} // namespace optmlir
+
 namespace mlir::tfm {
 
 #define GEN_PASS_DECL
@@ -14,6 +18,12 @@ namespace mlir::tfm {
 
 #define GEN_PASS_REGISTRATION
 #include "passes/Passes.h.inc"
+
+/// tfm-quantize with the weight store that holds the model's data and
+/// receives what the pass computes (optc); the registered pass (optmlir-opt)
+/// opens the checkpoint the module names instead.
+std::unique_ptr<Pass> createTfmQuantizePass(const TfmQuantizeOptions &options,
+                                            optmlir::WeightStore *store);
 
 } // namespace mlir::tfm
 

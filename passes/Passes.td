@@ -81,4 +81,62 @@ def TfmKvLayout : Pass<"tfm-kv-layout", "::mlir::ModuleOp"> {
   ];
 }
 
+//===----------------------------------------------------------------------===//
+// Quantization
+//===----------------------------------------------------------------------===//
+
+def TfmQuantize : Pass<"tfm-quantize", "::mlir::ModuleOp"> {
+  let summary = "Stores the linears' weights quantized (int4, int8, fp8)";
+  let description = [{
+    Replaces every `tfm.linear` whose weight is declared (and whose name
+    `exclude` does not match) by a `tfm.quantized_linear` over new weights
+    derived from it (`derived_from`), whose data the weight store computes
+    now (docs/quantization.md):
+    - `w4a16`: int4 codes in groups of `group-size` input features, f16
+      scales, zero points unless `symmetric`; `method` `rtn` (round to
+      nearest), `awq` (activation-aware per-channel scales, folded into the
+      rms_norm or up projection that makes the input) or `gptq` (error
+      compensation through the inputs' Hessian, `act-order` optional);
+    - `w8a16`: int8 codes, one f32 scale a row (round to nearest);
+    - `w8a8`: the same weights, and the input rows quantized to int8 with
+      one scale a token; with `smooth`, SmoothQuant's factors first move the
+      inputs' outlier channels into the weights (`smooth-alpha`, or chosen
+      on the calibration sample when negative);
+    - `fp8`: e4m3 codes with one scale a row (`fp8-weight-scale` `channel`)
+      or for the matrix (`tensor`), the input rows in e4m3 with one scale a
+      step (`fp8-activation-scale` `dynamic`) or the calibrated one
+      (`static`).
+    `awq`, `gptq`, `w8a8` and static fp8 read the calibration statistics
+    `stats` (from `optc calibrate` on the same model; another model's are
+    refused). Without weight data (a model compiled from a config with
+    random weights) the rewrite is the same and no data is computed.
+  }];
+  let options = [
+    Option<"scheme", "scheme", "std::string", "\"w4a16\"",
+           "w4a16, w8a16, w8a8 or fp8">,
+    Option<"method", "method", "std::string", "\"rtn\"",
+           "w4a16: rtn, awq or gptq">,
+    Option<"groupSize", "group-size", "int64_t", "128",
+           "w4a16: input features a scale covers">,
+    Option<"symmetric", "symmetric", "bool", "false",
+           "w4a16: no zero points (z = 8)">,
+    Option<"actOrder", "act-order", "bool", "false",
+           "gptq: quantize columns in order of decreasing Hessian diagonal">,
+    Option<"smooth", "smooth", "bool", "true",
+           "w8a8: SmoothQuant's factors before quantizing">,
+    Option<"smoothAlpha", "smooth-alpha", "double", "-1.0",
+           "w8a8: migration strength in [0, 1]; negative: chosen per layer "
+           "on the calibration sample">,
+    Option<"fp8WeightScale", "fp8-weight-scale", "std::string", "\"channel\"",
+           "fp8: channel or tensor">,
+    Option<"fp8ActivationScale", "fp8-activation-scale", "std::string",
+           "\"dynamic\"", "fp8: dynamic or static">,
+    Option<"exclude", "exclude", "std::string",
+           "\"^lm_head\\\\.|embed_tokens\"",
+           "Weights whose name matches this regex stay unquantized">,
+    Option<"stats", "stats", "std::string", "\"\"",
+           "Calibration statistics (optc calibrate)">
+  ];
+}
+
 #endif // OPTMLIR_PASSES

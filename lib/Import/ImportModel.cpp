@@ -40,7 +40,7 @@ public:
       tfm::WeightOp::create(
           builder, loc(tensor.name), builder.getStringAttr(tensor.name),
           TypeAttr::get(RankedTensorType::get(tensor.shape, activation)),
-          ArrayAttr(), IntegerAttr());
+          ArrayAttr(), IntegerAttr(), FlatSymbolRefAttr());
   }
 
   void buildForward() {

@@ -10,6 +10,8 @@
 
 #include "runtime/exec/ModelExecutor.h"
 
+#include "runtime/core/QuantizedWeights.h"
+
 #include "runtime/artifact/Artifact.h"
 #include "runtime/exec/PlanAbi.h"
 #include "runtime/exec/PlanDecode.h"
@@ -22,6 +24,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <map>
 #include <fstream>
 #include <string_view>
 #include <thread>
@@ -129,6 +132,10 @@ public:
 
 private:
   bool decode(std::string &error);
+  /// The f32 matrix of a quantized gemm's weight (dequantized once, shared
+  /// by the commands that read it; random for a virtual weight).
+  bool dequantizeWeight(const DecodedCommand &command, uint64_t seed,
+                        std::string &error);
   /// Lays out and fills the weights of a --random-weights artifact in host
   /// memory (real weights are copied, virtual ones generated from `seed`).
   bool makeRandomWeights(uint64_t seed, std::string &error);
@@ -152,6 +159,14 @@ private:
   std::vector<DecodedCommand> commands;
   /// Per command: the kernel's C interface (null for gemms).
   std::vector<void *> entryPoints;
+  /// Quantized weights as f32 [N, K], by the index of their values weight.
+  std::map<int64_t, AlignedBytes> dequantized;
+  /// Rows of A with their activations quantized (W8A8, fp8).
+  std::vector<float> quantizedRows;
+  uint64_t randomSeed = 0;
+  std::function<void(std::string_view, const float *, int64_t, int64_t,
+                     int64_t)>
+      gemmInputObserver;
   int64_t scalars[pa::NumRuntimeScalars] = {};
   int64_t maxBlocksPerSeq = 0;
   uint8_t *inputIds = nullptr, *positions = nullptr, *slotMapping = nullptr,
@@ -254,6 +269,8 @@ bool CpuExecutor::load(const ExecutorOptions &options, std::string &error) {
     blas->setNumThreads(options.numThreads);
   for (size_t i = 0; i < artifact.numWeights(); ++i)
     weightPointers.push_back(artifact.weightData(i));
+  randomSeed = options.randomSeed;
+  gemmInputObserver = options.gemmInputObserver;
   if (artifact.hasVirtualWeights() &&
       !makeRandomWeights(options.randomSeed, error))
     return false;
@@ -265,7 +282,12 @@ bool CpuExecutor::makeRandomWeights(uint64_t seed, std::string &error) {
   uint64_t total = 0;
   for (size_t i = 0; i < artifact.numWeights(); ++i) {
     const fb::WeightEntry &w = artifact.weight(i);
-    if (w.no_data() && w.dtype() != fb::DType::F32)
+    bool quantizedArray = w.dtype() == fb::DType::U4 ||
+                          w.dtype() == fb::DType::I8 ||
+                          w.dtype() == fb::DType::U8 ||
+                          w.dtype() == fb::DType::F8E4M3 ||
+                          w.dtype() == fb::DType::F16;
+    if (w.no_data() && w.dtype() != fb::DType::F32 && !quantizedArray)
       return error = "virtual weight '" + w.name()->str() +
                      "' is not f32: the CPU executor fills only f32 weights",
              false;
@@ -284,6 +306,10 @@ bool CpuExecutor::makeRandomWeights(uint64_t seed, std::string &error) {
       std::memcpy(dst, artifact.weightData(i), w.size());
       continue;
     }
+    // Quantized arrays stay zero: their quantized gemm fills a random f32
+    // matrix itself (dequantizeWeight), and every other reader is f32.
+    if (w.dtype() != fb::DType::F32)
+      continue;
     bool isNorm = isNormWeight(w.name()->string_view(),
                                w.shape() ? w.shape()->size() : 0);
     fillRandomWeight(seed, i, isNorm, 0, w.size() / sizeof(float),
@@ -371,6 +397,9 @@ bool CpuExecutor::decode(std::string &error) {
   const auto *entries = artifact.kernel(0).entry_points();
   entryPoints.clear();
   for (const DecodedCommand &command : commands) {
+    if (command.kind == fb::CommandKind::QuantizedGemm &&
+        !dequantizeWeight(command, randomSeed, error))
+      return error = "command '" + command.name + "': " + error, false;
     if (command.kind == fb::CommandKind::Gemm && command.operands.size() > 3)
       return error = "command '" + command.name +
                      "' adds a bias in the gemm, which only GPU plans do "
@@ -391,6 +420,88 @@ bool CpuExecutor::decode(std::string &error) {
              false;
     entryPoints.push_back(entry);
   }
+  return true;
+}
+
+bool CpuExecutor::dequantizeWeight(const DecodedCommand &command,
+                                   uint64_t seed, std::string &error) {
+  const std::vector<Operand> &ops = command.operands;
+  const int64_t valuesIndex = ops[1].weight;
+  if (dequantized.count(valuesIndex))
+    return true;
+  auto entry = [&](const Operand &op) -> const fb::WeightEntry & {
+    return artifact.weight(size_t(op.weight));
+  };
+  const fb::WeightEntry &values = entry(ops[1]), &scales = entry(ops[3]);
+  auto shapeOf = [](const fb::WeightEntry &w) {
+    std::vector<int64_t> shape;
+    if (w.shape())
+      for (uint64_t d : *w.shape())
+        shape.push_back(int64_t(d));
+    return shape;
+  };
+  std::vector<int64_t> valuesShape = shapeOf(values),
+                       scalesShape = shapeOf(scales);
+  if (valuesShape.size() != 2 || scalesShape.size() != 2)
+    return error = "its quantized arrays are not 2-D", false;
+  QuantizedMatrixView view;
+  view.rows = valuesShape[0];
+  view.cols = valuesShape[1];
+  switch (values.dtype()) {
+  case fb::DType::U4:
+    view.codes = QuantizedCodes::Int4;
+    if (scales.dtype() != fb::DType::F16 || scalesShape[1] <= 0)
+      return error = "int4 values need f16 scales", false;
+    view.groupSize = view.cols / scalesShape[1];
+    break;
+  case fb::DType::I8:
+  case fb::DType::F8E4M3:
+    view.codes = values.dtype() == fb::DType::I8 ? QuantizedCodes::Int8
+                                                 : QuantizedCodes::F8E4M3;
+    if (scales.dtype() != fb::DType::F32)
+      return error = "int8 and fp8 values need f32 scales", false;
+    view.groupSize = view.cols;
+    view.perTensorScale = scalesShape[0] == 1 && view.rows != 1;
+    break;
+  default:
+    return error = "its values are " +
+                   std::string(artifact::dtypeName(values.dtype())) +
+                   ", not u4, i8 or f8e4m3",
+           false;
+  }
+  if (!view.perTensorScale && scalesShape[0] != view.rows)
+    return error = "its scales have " + std::to_string(scalesShape[0]) +
+                   " rows for a weight of " + std::to_string(view.rows),
+           false;
+  view.values = weightPointers[size_t(ops[1].weight)];
+  view.scales = weightPointers[size_t(ops[3].weight)];
+  if (ops.size() == 5) {
+    const fb::WeightEntry &zeros = entry(ops[4]);
+    if (zeros.dtype() != fb::DType::U8 || shapeOf(zeros) != scalesShape)
+      return error = "its zero points are not u8 of the scales' shape", false;
+    view.zeros = weightPointers[size_t(ops[4].weight)];
+  }
+  std::string problem = checkQuantizedMatrix(view);
+  if (!problem.empty())
+    return error = problem, false;
+  uint64_t expectedBytes = uint64_t(view.valueBytes());
+  if (values.size() != expectedBytes)
+    return error = "its values hold " + std::to_string(values.size()) +
+                   " bytes, not " + std::to_string(expectedBytes),
+           false;
+  AlignedBytes matrix =
+      allocateBytes(uint64_t(view.rows) * view.cols * sizeof(float));
+  if (!matrix)
+    return error = "out of memory for a dequantized weight", false;
+  float *out = reinterpret_cast<float *>(matrix.get());
+  if (values.no_data())
+    // Random weights: the matrix an unquantized model would have.
+    fillRandomWeight(seed, uint64_t(valuesIndex), false, 0,
+                     uint64_t(view.rows) * view.cols, out,
+                     [](float value) { return value; });
+  else
+    dequantizeRows(view, 0, view.rows, out);
+  dequantized[valuesIndex] = std::move(matrix);
   return true;
 }
 
@@ -448,10 +559,32 @@ bool CpuExecutor::step(const StepBatch &batch, float *logits,
     int64_t m = a[3], k = a[4], n = b[3];
     if (m == 0)
       continue;
-    blas->sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0f,
-                reinterpret_cast<const float *>(a[1]), a[5],
-                reinterpret_cast<const float *>(b[1]), b[5], 0.0f,
-                reinterpret_cast<float *>(c[1]), c[5]);
+    const float *rowsA = reinterpret_cast<const float *>(a[1]);
+    const float *weight = reinterpret_cast<const float *>(b[1]);
+    int64_t lda = a[5], ldb = b[5];
+    if (gemmInputObserver && command.operands[1].weight >= 0)
+      gemmInputObserver(
+          artifact.weight(size_t(command.operands[1].weight)).name()->string_view(),
+          rowsA, m, k, lda);
+    if (command.kind == fb::CommandKind::QuantizedGemm) {
+      // The dequantized weight, and the rows quantized as the kernels of a
+      // GPU would before multiplying (exact products: the same numbers).
+      weight = reinterpret_cast<const float *>(
+          dequantized.at(command.operands[1].weight).get());
+      ldb = k;
+      auto mode = ActivationQuant(command.activationQuant);
+      if (mode != ActivationQuant::None) {
+        quantizedRows.resize(size_t(m) * k);
+        for (int64_t r = 0; r < m; ++r)
+          std::memcpy(&quantizedRows[r * k], rowsA + r * lda, k * sizeof(float));
+        fakeQuantizeActivations(mode, quantizedRows.data(), m, k, k,
+                                float(command.activationScale));
+        rowsA = quantizedRows.data();
+        lda = k;
+      }
+    }
+    blas->sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0f, rowsA,
+                lda, weight, ldb, 0.0f, reinterpret_cast<float *>(c[1]), c[5]);
   }
   std::memcpy(logits, logitsOut, numRows * lims.vocabSize * sizeof(float));
   return true;

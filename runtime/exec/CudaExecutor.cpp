@@ -185,6 +185,10 @@ bool CudaExecutor::load(const ExecutorOptions &options, std::string &error) {
     return error = "the artifact is not compiled for a GPU target (bf16 "
                    "activations and KV cache)",
            false;
+  if (options.gemmInputObserver)
+    return error = "calibration observes the gemms of the CPU executor only "
+                   "(compile the model for --target=cpu)",
+           false;
   useGraphs = options.useCudaGraphs;
   if (!(device = CudaDevice::create(0, error)) || !stream.create(error) ||
       !(gemm = CublasLtGemm::create(stream.handle(), error)))
@@ -295,8 +299,14 @@ bool CudaExecutor::load(const ExecutorOptions &options, std::string &error) {
   // cuBLASLt's algorithms are chosen (timed) now, so that neither steps nor
   // graph captures pay for it, and before the KV cache is sized, so that
   // what cuBLASLt loads counts as in use.
-  if (!decodePlan(plan, /*withLaunch=*/true, baseAddress, commands, error) ||
-      !prepareGemms(error) || !allocateKvCache(options, error))
+  if (!decodePlan(plan, /*withLaunch=*/true, baseAddress, commands, error))
+    return false;
+  for (const DecodedCommand &command : commands)
+    if (command.kind == fb::CommandKind::QuantizedGemm)
+      return error = "command '" + command.name +
+                     "': quantized matmuls run on the CPU executor so far",
+             false;
+  if (!prepareGemms(error) || !allocateKvCache(options, error))
     return false;
   commands.clear();
   if (!decodePlan(plan, /*withLaunch=*/true, baseAddress, commands, error))

@@ -17,6 +17,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -91,6 +92,12 @@ struct ExecutorOptions {
   /// Seed of the values that fill virtual weights (--random-weights
   /// artifacts): uniform in [-0.05, 0.05], norm weights near 1.
   uint64_t randomSeed = 0;
+  /// CPU executor: called before every gemm with its input rows (A, f32,
+  /// `rows` rows of `cols`, `stride` apart) and the name of the weight it
+  /// multiplies, for calibration (optc calibrate). GPU executors refuse it.
+  std::function<void(std::string_view weight, const float *rows,
+                     int64_t numRows, int64_t cols, int64_t stride)>
+      gemmInputObserver;
 };
 
 /// "" when `fraction` is a valid --gpu-memory-utilization (0 < F <= 1),

@@ -39,7 +39,8 @@ bool decodePlan(const fb::Plan &plan, bool withLaunch,
     decoded.maxTokens = command->max_tokens();
     std::string where = "command '" + decoded.name + "'";
     if (decoded.kind != fb::CommandKind::KernelCall &&
-        decoded.kind != fb::CommandKind::Gemm) {
+        decoded.kind != fb::CommandKind::Gemm &&
+        decoded.kind != fb::CommandKind::QuantizedGemm) {
       error = where + " has kind '" + commandKindName(decoded.kind) +
               "', which this runtime does not run";
       return false;
@@ -94,6 +95,22 @@ bool decodePlan(const fb::Plan &plan, bool withLaunch,
         decoded.gemvVariants.push_back(variant);
         continue;
       }
+      if (!isArrayBase(*base) &&
+          decoded.kind == fb::CommandKind::QuantizedGemm) {
+        // [Int activation quantization] [Float static scale]
+        if (base->kind() == fb::ArgKind::Int && base->index() >= 0 &&
+            base->index() <= 3) {
+          decoded.activationQuant = int32_t(base->index());
+          continue;
+        }
+        if (base->kind() == fb::ArgKind::Float && base->value() > 0) {
+          decoded.activationScale = base->value();
+          continue;
+        }
+        error = where + ": argument " + std::to_string(i - 1) +
+                " is no activation quantization mode or scale";
+        return false;
+      }
       if (!isArrayBase(*base)) {
         Extent scalar;
         if (!launched || !decodeExtent(*base, scalar)) {
@@ -105,6 +122,8 @@ bool decodePlan(const fb::Plan &plan, bool withLaunch,
         continue;
       }
       Operand operand;
+      if (base->kind() == fb::ArgKind::Weight)
+        operand.weight = base->index();
       operand.address = baseAddress(*base, error);
       if (!operand.address) {
         error = where + ": " + error;
@@ -137,6 +156,23 @@ bool decodePlan(const fb::Plan &plan, bool withLaunch,
     auto matrix = [&](const Operand &operand) {
       return operand.sizes.size() == 2 && unitStride(operand.strides[1]);
     };
+    if (decoded.kind == fb::CommandKind::QuantizedGemm) {
+      const std::vector<Operand> &ops = decoded.operands;
+      if (ops.size() < 4 || ops.size() > 5 ||
+          !std::all_of(ops.begin(), ops.end(), matrix) ||
+          !std::all_of(ops.begin() + 3, ops.end(),
+                       [](const Operand &op) { return op.weight >= 0; }) ||
+          ops[1].weight < 0) {
+        error = where + ": a quantized gemm takes A, the weight's values, C "
+                        "and its scales (and zero points), 2-D, the arrays of "
+                        "the weight being weights";
+        return false;
+      }
+      if ((decoded.activationQuant == 3) != (decoded.activationScale > 0)) {
+        error = where + ": static fp8 activations need a scale, and only they";
+        return false;
+      }
+    }
     if (decoded.kind == fb::CommandKind::Gemm) {
       std::vector<Operand> &ops = decoded.operands;
       if (ops.size() < 3 || ops.size() > 4 ||

@@ -32,6 +32,8 @@ struct Extent {
 struct Operand {
   uint64_t address = 0;
   std::vector<Extent> sizes, strides;
+  /// The artifact weight it points into, or -1.
+  int64_t weight = -1;
 };
 
 /// A GPU kernel launch (PlanAbi.h): grid x = perRow * ceil(rows /
@@ -62,6 +64,10 @@ struct DecodedCommand {
   std::vector<Operand> operands;
   std::vector<Extent> scalars; // GPU kernel calls only, after the operands
   std::vector<GemvVariant> gemvVariants; // GPU gemms only, smallest first
+  /// Quantized gemms: how the rows of A are quantized first
+  /// (ActivationQuant), and the static fp8 scale.
+  int32_t activationQuant = 0;
+  double activationScale = 0;
   /// The command runs in steps of minTokens..maxTokens tokens (0: no bound).
   int64_t minTokens = 0, maxTokens = 0;
   bool runsAt(int64_t numTokens) const {

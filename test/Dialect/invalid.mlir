@@ -108,6 +108,24 @@ func.func @in_function() {
   return
 }
 
+// -----
+
+tfm.weight @a : tensor<4x8xf32>
+// expected-error @+1 {{'tfm.weight' op is either a concatenation or derived, not both}}
+"tfm.weight"() <{sym_name = "w", type = tensor<8x8xf32>, concat = [@a, @a], dim = 0 : i64, derived = @a}> : () -> ()
+
+// -----
+
+// expected-error @+1 {{'tfm.weight' op is derived from itself}}
+tfm.weight @w : tensor<4x8xi4> derived_from @w
+
+// -----
+
+// expected-error @+1 {{'tfm.weight' op refers to @gone, which is not a tfm.weight}}
+tfm.weight @w : tensor<4x8xi4> derived_from @gone
+
+// -----
+
 //===----------------------------------------------------------------------===//
 // tfm.get_weight
 //===----------------------------------------------------------------------===//
@@ -301,6 +319,116 @@ func.func @linear_result_rank(%x: tensor<?x64xf32>, %w: tensor<16x64xf32>) {
   %0 = tfm.linear %x, %w : (tensor<?x64xf32>, tensor<16x64xf32>) -> tensor<16xf32>
   return
 }
+
+//===----------------------------------------------------------------------===//
+// tfm.quantized_linear
+//===----------------------------------------------------------------------===//
+
+// -----
+
+func.func @ql_in_features(%x: tensor<?x32xf32>, %q: tensor<16x64xi4>, %s: tensor<16x2xf16>) {
+  // expected-error @+1 {{'tfm.quantized_linear' op values in_features is 64 but the last dim of input is 32}}
+  %0 = tfm.quantized_linear %x, %q scales %s : (tensor<?x32xf32>, tensor<16x64xi4>, tensor<16x2xf16>) -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @ql_int4_scale_type(%x: tensor<?x64xf32>, %q: tensor<16x64xi4>, %s: tensor<16x2xf32>) {
+  // expected-error @+1 {{'tfm.quantized_linear' op int4 values need f16 scales, got 'f32'}}
+  %0 = tfm.quantized_linear %x, %q scales %s : (tensor<?x64xf32>, tensor<16x64xi4>, tensor<16x2xf32>) -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @ql_groups(%x: tensor<?x64xf32>, %q: tensor<16x64xi4>, %s: tensor<16x3xf16>) {
+  // expected-error @+1 {{'tfm.quantized_linear' op scales of shape [16, 3] do not split the 64 input features of 16 rows into groups of an even size}}
+  %0 = tfm.quantized_linear %x, %q scales %s : (tensor<?x64xf32>, tensor<16x64xi4>, tensor<16x3xf16>) -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @ql_zeros_shape(%x: tensor<?x64xf32>, %q: tensor<16x64xi4>, %s: tensor<16x2xf16>, %z: tensor<16x4xui8>) {
+  // expected-error @+1 {{'tfm.quantized_linear' op zeros has shape [16, 4] but [16, 2] was expected}}
+  %0 = tfm.quantized_linear %x, %q scales %s zeros %z : (tensor<?x64xf32>, tensor<16x64xi4>, tensor<16x2xf16>, tensor<16x4xui8>) -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @ql_int8_zeros(%x: tensor<?x64xf32>, %q: tensor<16x64xi8>, %s: tensor<16x1xf32>, %z: tensor<16x1xui8>) {
+  // expected-error @+1 {{'tfm.quantized_linear' op only int4 values have zero points}}
+  %0 = tfm.quantized_linear %x, %q scales %s zeros %z : (tensor<?x64xf32>, tensor<16x64xi8>, tensor<16x1xf32>, tensor<16x1xui8>) -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @ql_int8_scale_type(%x: tensor<?x64xf32>, %q: tensor<16x64xi8>, %s: tensor<16x1xf16>) {
+  // expected-error @+1 {{'tfm.quantized_linear' op int8 and fp8 values need f32 scales, got 'f16'}}
+  %0 = tfm.quantized_linear %x, %q scales %s : (tensor<?x64xf32>, tensor<16x64xi8>, tensor<16x1xf16>) -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @ql_int8_per_tensor(%x: tensor<?x64xf32>, %q: tensor<16x64xi8>, %s: tensor<1x1xf32>) {
+  // expected-error @+1 {{'tfm.quantized_linear' op scales have shape [1, 1] but [16, 1] (one a row) was expected}}
+  %0 = tfm.quantized_linear %x, %q scales %s : (tensor<?x64xf32>, tensor<16x64xi8>, tensor<1x1xf32>) -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @ql_int8_activations(%x: tensor<?x64xf32>, %q: tensor<16x64xi4>, %s: tensor<16x2xf16>) {
+  // expected-error @+1 {{'tfm.quantized_linear' op int8 activations need int8 values}}
+  %0 = tfm.quantized_linear %x, %q scales %s activations int8_per_token : (tensor<?x64xf32>, tensor<16x64xi4>, tensor<16x2xf16>) -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @ql_fp8_activations(%x: tensor<?x64xf32>, %q: tensor<16x64xi8>, %s: tensor<16x1xf32>) {
+  // expected-error @+1 {{'tfm.quantized_linear' op fp8 activations need fp8 values}}
+  %0 = tfm.quantized_linear %x, %q scales %s activations fp8_dynamic : (tensor<?x64xf32>, tensor<16x64xi8>, tensor<16x1xf32>) -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @ql_static_needs_scale(%x: tensor<?x64xf32>, %q: tensor<16x64xf8E4M3FN>, %s: tensor<16x1xf32>) {
+  // expected-error @+1 {{'tfm.quantized_linear' op fp8_static activations need an activation_scale}}
+  %0 = tfm.quantized_linear %x, %q scales %s activations fp8_static : (tensor<?x64xf32>, tensor<16x64xf8E4M3FN>, tensor<16x1xf32>) -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @ql_scale_without_static(%x: tensor<?x64xf32>, %q: tensor<16x64xf8E4M3FN>, %s: tensor<16x1xf32>) {
+  // expected-error @+1 {{'tfm.quantized_linear' op only fp8_static activations take an activation_scale}}
+  %0 = tfm.quantized_linear %x, %q scales %s activations fp8_dynamic activation_scale 1.0 : (tensor<?x64xf32>, tensor<16x64xf8E4M3FN>, tensor<16x1xf32>) -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @ql_negative_scale(%x: tensor<?x64xf32>, %q: tensor<16x64xf8E4M3FN>, %s: tensor<16x1xf32>) {
+  // expected-error @+1 {{'tfm.quantized_linear' op activation_scale must be positive}}
+  %0 = tfm.quantized_linear %x, %q scales %s activations fp8_static activation_scale -1.0 : (tensor<?x64xf32>, tensor<16x64xf8E4M3FN>, tensor<16x1xf32>) -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @ql_result(%x: tensor<?x64xf32>, %q: tensor<16x64xi8>, %s: tensor<16x1xf32>) {
+  // expected-error @+1 {{'tfm.quantized_linear' op result has shape [?, 64] but [?, 16] was expected}}
+  %0 = tfm.quantized_linear %x, %q scales %s : (tensor<?x64xf32>, tensor<16x64xi8>, tensor<16x1xf32>) -> tensor<?x64xf32>
+  return
+}
+
+// -----
 
 //===----------------------------------------------------------------------===//
 // tfm.rope

@@ -27,6 +27,13 @@ tfm.weight @qkv.weight : tensor<96x64xbf16>
 tfm.weight @wide.weight : tensor<96x128xbf16>
     = concat [@qkv.weight, @qkv.weight] dim 1
 
+// A pass computed these from @qkv.weight (tfm-quantize): the data are in the
+// weight store.
+// CHECK: tfm.weight @qkv.weight.q4 : tensor<96x64xi4> derived_from @qkv.weight
+tfm.weight @qkv.weight.q4 : tensor<96x64xi4> derived_from @qkv.weight
+// CHECK: tfm.weight @qkv.weight.scales : tensor<96x2xf16> derived_from @qkv.weight
+tfm.weight @qkv.weight.scales : tensor<96x2xf16> derived_from @qkv.weight
+
 // CHECK-LABEL: func.func @get_weight
 // CHECK: %[[N:.*]] = tfm.get_weight @model.norm.weight : tensor<64xbf16>
 // CHECK: %[[F:.*]] = tfm.get_weight @qkv.weight : tensor<96x64xbf16>
@@ -93,6 +100,19 @@ func.func @linear_ranks(%x1: tensor<64xf32>, %x3: tensor<2x?x64xf32>, %w: tensor
   %0 = tfm.linear %x1, %w : (tensor<64xf32>, tensor<16x64xf32>) -> tensor<16xf32>
   %1 = tfm.linear %x3, %w : (tensor<2x?x64xf32>, tensor<16x64xf32>) -> tensor<2x?x16xf32>
   return %0, %1 : tensor<16xf32>, tensor<2x?x16xf32>
+}
+
+// CHECK-LABEL: func.func @quantized_linear
+// CHECK: tfm.quantized_linear %{{.*}}, %{{.*}} scales %{{.*}} zeros %{{.*}} : (tensor<?x64xbf16>, tensor<16x64xi4>, tensor<16x2xf16>, tensor<16x2xui8>) -> tensor<?x16xbf16>
+// CHECK: tfm.quantized_linear %{{.*}}, %{{.*}} scales %{{.*}} : (tensor<?x64xbf16>, tensor<16x64xi4>, tensor<16x2xf16>) -> tensor<?x16xbf16>
+// CHECK: tfm.quantized_linear %{{.*}}, %{{.*}} scales %{{.*}} activations int8_per_token : (tensor<?x64xbf16>, tensor<16x64xi8>, tensor<16x1xf32>) -> tensor<?x16xbf16>
+// CHECK: tfm.quantized_linear %{{.*}}, %{{.*}} scales %{{.*}} activations fp8_static activation_scale 2.500000e-01 : (tensor<?x64xbf16>, tensor<16x64xf8E4M3FN>, tensor<1x1xf32>) -> tensor<?x16xbf16>
+func.func @quantized_linear(%x: tensor<?x64xbf16>, %q4: tensor<16x64xi4>, %s4: tensor<16x2xf16>, %z4: tensor<16x2xui8>, %q8: tensor<16x64xi8>, %s8: tensor<16x1xf32>, %f8: tensor<16x64xf8E4M3FN>, %sf: tensor<1x1xf32>) -> (tensor<?x16xbf16>, tensor<?x16xbf16>, tensor<?x16xbf16>, tensor<?x16xbf16>) {
+  %0 = tfm.quantized_linear %x, %q4 scales %s4 zeros %z4 : (tensor<?x64xbf16>, tensor<16x64xi4>, tensor<16x2xf16>, tensor<16x2xui8>) -> tensor<?x16xbf16>
+  %1 = tfm.quantized_linear %x, %q4 scales %s4 : (tensor<?x64xbf16>, tensor<16x64xi4>, tensor<16x2xf16>) -> tensor<?x16xbf16>
+  %2 = tfm.quantized_linear %x, %q8 scales %s8 activations int8_per_token : (tensor<?x64xbf16>, tensor<16x64xi8>, tensor<16x1xf32>) -> tensor<?x16xbf16>
+  %3 = tfm.quantized_linear %x, %f8 scales %sf activations fp8_static activation_scale 2.500000e-01 : (tensor<?x64xbf16>, tensor<16x64xf8E4M3FN>, tensor<1x1xf32>) -> tensor<?x16xbf16>
+  return %0, %1, %2, %3 : tensor<?x16xbf16>, tensor<?x16xbf16>, tensor<?x16xbf16>, tensor<?x16xbf16>
 }
 
 // CHECK-LABEL: func.func @rope

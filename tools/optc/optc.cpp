@@ -10,14 +10,23 @@
 
 #include "optmlir/Import/Checkpoint.h"
 #include "optmlir/Import/ImportModel.h"
+#include "optmlir/Quantization/WeightStore.h"
 #include "optmlir/Target/ModelPlan.h"
 #include "optmlir/Target/NvptxCodegen.h"
 #include "passes/Passes.h"
 #include "runtime/artifact/ArtifactWriter.h"
+#include "runtime/core/NumberFormats.h"
+#include "runtime/artifact/Artifact.h"
+#include "runtime/engine/Perplexity.h"
+#include "runtime/engine/TextDocuments.h"
+#include "runtime/exec/ModelExecutor.h"
+#include "runtime/tokenizer/Tokenizer.h"
+#include "optmlir/Quantization/CalibrationStats.h"
 
 #include "mlir/Pass/PassManager.h"
 #include "mlir/Transforms/Passes.h"
 #include "llvm/Support/FileSystem.h"
+#include "llvm/Support/FileUtilities.h"
 #include "llvm/ADT/StringExtras.h"
 #include "llvm/Support/JSON.h"
 #include "llvm/Support/Path.h"
@@ -28,6 +37,7 @@
 #include <chrono>
 #include <cstring>
 
+#include "mlir/IR/Diagnostics.h"
 #include "mlir/IR/MLIRContext.h"
 #include "mlir/IR/Verifier.h"
 #include "mlir/Support/FileUtilities.h"
@@ -99,6 +109,70 @@ cl::opt<std::string> compileGemvTiling(
 cl::opt<bool> compileNoFusion("no-fusion",
                               cl::desc("Skip the projection fusion passes"),
                               cl::init(false), cl::sub(compileCommand));
+cl::opt<std::string> compileQuantize(
+    "quantize",
+    cl::desc("Store the linears' weights quantized (tfm-quantize; "
+             "docs/quantization.md): none, w4a16-rtn, w4a16-awq, w4a16-gptq, "
+             "w8a16, w8a8-sq (SmoothQuant), w8a8 (no smoothing) or fp8; awq, "
+             "gptq, w8a8 and static fp8 need --calibration"),
+    cl::init("none"), cl::sub(compileCommand));
+cl::opt<std::string> compileCalibration(
+    "calibration",
+    cl::desc("Calibration statistics of this model (optc calibrate)"),
+    cl::value_desc("file"), cl::sub(compileCommand));
+cl::opt<int64_t> compileGroupSize(
+    "group-size", cl::desc("w4a16: input features a scale covers"),
+    cl::init(128), cl::sub(compileCommand));
+cl::opt<bool> compileSymmetric("symmetric",
+                               cl::desc("w4a16: no zero points"),
+                               cl::init(false), cl::sub(compileCommand));
+cl::opt<bool> compileActOrder(
+    "act-order",
+    cl::desc("w4a16-gptq: quantize columns in order of decreasing Hessian "
+             "diagonal"),
+    cl::init(false), cl::sub(compileCommand));
+cl::opt<double> compileSmoothAlpha(
+    "smooth-alpha",
+    cl::desc("w8a8-sq: migration strength in [0, 1]; default: chosen per "
+             "layer on the calibration sample"),
+    cl::init(-1.0), cl::sub(compileCommand));
+cl::opt<std::string> compileFp8WeightScale(
+    "fp8-weight-scale", cl::desc("fp8: channel (default) or tensor"),
+    cl::init("channel"), cl::sub(compileCommand));
+cl::opt<std::string> compileFp8ActivationScale(
+    "fp8-activation-scale",
+    cl::desc("fp8: dynamic (default) or static (from --calibration)"),
+    cl::init("dynamic"), cl::sub(compileCommand));
+cl::opt<std::string> compileQuantizeExclude(
+    "quantize-exclude",
+    cl::desc("Weights left unquantized, a regex of their names (default: "
+             "lm_head and the embeddings; '' quantizes every linear)"),
+    cl::init("^lm_head\\.|embed_tokens"), cl::sub(compileCommand));
+
+cl::SubCommand calibrateCommand(
+    "calibrate", "Run a checkpoint over calibration text and record what the "
+                 "quantization methods need (optc compile --calibration)");
+cl::opt<std::string> calibrateDir(cl::Positional, cl::Required,
+                                  cl::desc("<checkpoint directory>"),
+                                  cl::sub(calibrateCommand));
+cl::opt<std::string> calibrateData(
+    "data",
+    cl::desc("Calibration text: JSON lines with a \"text\" field, or plain "
+             "text (never the evaluation text)"),
+    cl::value_desc("file"), cl::Required, cl::sub(calibrateCommand));
+cl::opt<std::string> calibrateOutput("o", cl::desc("Statistics file to write"),
+                                     cl::value_desc("file"), cl::Required,
+                                     cl::sub(calibrateCommand));
+cl::opt<int64_t> calibrateMaxTokens(
+    "max-tokens", cl::desc("Tokens of the text to run at most"),
+    cl::init(32768), cl::sub(calibrateCommand));
+cl::opt<int64_t> calibrateWindow(
+    "window", cl::desc("Tokens per sequence (the text is cut into these)"),
+    cl::init(512), cl::sub(calibrateCommand));
+cl::opt<int64_t> calibrateSampleRows(
+    "sample-rows",
+    cl::desc("Input rows kept per linear (SmoothQuant's choice of alpha)"),
+    cl::init(256), cl::sub(calibrateCommand));
 
 int fail(const Twine &message) {
   WithColor::error(errs(), "optc") << message << "\n";
@@ -132,32 +206,18 @@ namespace art = optrt::artifact;
 /// Element `e` of a BF16, F16 or F32 tensor, as f32.
 float elementAsF32(optmlir::DType dtype, const uint8_t *data, int64_t e) {
   uint16_t half;
-  uint32_t bits;
   float value;
   switch (dtype) {
   case optmlir::DType::BF16:
     std::memcpy(&half, data + 2 * e, 2);
-    bits = uint32_t(half) << 16;
-    std::memcpy(&value, &bits, 4);
-    return value;
+    return optrt::bf16ToFloat(half);
   case optmlir::DType::F16:
     std::memcpy(&half, data + 2 * e, 2);
-    return llvm::APFloat(llvm::APFloat::IEEEhalf(), llvm::APInt(16, half))
-        .convertToFloat();
+    return optrt::f16ToFloat(half);
   default:
     std::memcpy(&value, data + 4 * e, 4);
     return value;
   }
-}
-
-/// f32 to bf16, rounding to nearest even (NaN stays NaN).
-uint16_t toBF16(float value) {
-  uint32_t bits;
-  std::memcpy(&bits, &value, 4);
-  if ((bits & 0x7fffffff) > 0x7f800000)
-    return uint16_t((bits >> 16) | 0x40);
-  bits += 0x7fff + ((bits >> 16) & 1);
-  return uint16_t(bits >> 16);
 }
 
 /// Hands `count` elements of `dtype` at `data` to `sink` as `to` (F32 or
@@ -176,7 +236,7 @@ bool streamConverted(optmlir::DType dtype, const uint8_t *data, int64_t count,
       if (to == art::DType::F32)
         f32[i] = value;
       else
-        bf16[i] = toBF16(value);
+        bf16[i] = optrt::floatToBF16(value);
     }
     bool written = to == art::DType::F32
                        ? sink(f32.data(), n * sizeof(float))
@@ -234,6 +294,8 @@ void readGenerationDefaults(const std::string &dir,
 /// A progress bar on a terminal, once the work has taken over a second.
 class ProgressBar {
 public:
+  explicit ProgressBar(std::string label = "packing weights")
+      : label(std::move(label)) {}
   void update(uint64_t done, uint64_t total) {
     if (!llvm::sys::Process::StandardErrIsDisplayed() || total == 0)
       return;
@@ -243,7 +305,7 @@ public:
       return;
     last = now;
     int filled = int(40 * done / total);
-    errs() << "\rpacking weights [" << std::string(filled, '#')
+    errs() << "\r" << label << " [" << std::string(filled, '#')
            << std::string(40 - filled, ' ') << "] " << (100 * done / total)
            << "%";
     if (done == total)
@@ -251,10 +313,58 @@ public:
   }
 
 private:
+  std::string label;
   std::chrono::steady_clock::time_point start =
       std::chrono::steady_clock::now();
   std::chrono::steady_clock::time_point last;
 };
+
+/// tfm-quantize's options for --quantize=NAME and the other quantization
+/// flags; std::nullopt for an unknown scheme.
+std::optional<mlir::tfm::TfmQuantizeOptions>
+quantizeOptions(StringRef name) {
+  mlir::tfm::TfmQuantizeOptions o;
+  if (name.consume_front("w4a16-")) {
+    if (name != "rtn" && name != "awq" && name != "gptq")
+      return std::nullopt;
+    o.scheme = "w4a16";
+    o.method = name.str();
+  } else if (name == "w8a16") {
+    o.scheme = "w8a16";
+  } else if (name == "w8a8-sq" || name == "w8a8") {
+    o.scheme = "w8a8";
+    o.smooth = name == "w8a8-sq";
+  } else if (name == "fp8") {
+    o.scheme = "fp8";
+  } else {
+    return std::nullopt;
+  }
+  o.groupSize = compileGroupSize;
+  o.symmetric = compileSymmetric;
+  o.actOrder = compileActOrder;
+  o.smoothAlpha = compileSmoothAlpha;
+  o.fp8WeightScale = compileFp8WeightScale;
+  o.fp8ActivationScale = compileFp8ActivationScale;
+  o.exclude = compileQuantizeExclude;
+  o.stats = compileCalibration;
+  return o;
+}
+
+/// The graph passes between import and planning, the same for compile and
+/// calibrate (whose statistics then name the weights compile's linears
+/// read): projection fusion, cleanup, quantization when asked for.
+void addGraphPasses(mlir::PassManager &pm,
+                    const mlir::tfm::TfmQuantizeOptions *quantize,
+                    optmlir::WeightStore *store, bool fuse = !compileNoFusion) {
+  if (fuse) {
+    pm.addPass(mlir::tfm::createTfmFuseQKV());
+    pm.addPass(mlir::tfm::createTfmFuseGateUp());
+  }
+  pm.addPass(mlir::createCanonicalizerPass());
+  pm.addPass(mlir::createCSEPass());
+  if (quantize)
+    pm.addPass(mlir::tfm::createTfmQuantizePass(*quantize, store));
+}
 
 int runCompile() {
   optmlir::ModelPlanOptions options;
@@ -329,14 +439,25 @@ int runCompile() {
           : llvm::cast<mlir::StringAttr>((*module)->getAttr("tfm.checkpoint"))
                 .str();
 
+  // The weights' data: the checkpoint, and what passes compute from it.
+  std::unique_ptr<optmlir::WeightStore> store =
+      fromConfig || compileRandomWeights
+          ? optmlir::WeightStore::empty()
+          : optmlir::WeightStore::open(dir, error);
+  if (!store)
+    return fail(error);
+  std::optional<mlir::tfm::TfmQuantizeOptions> quantize;
+  if (compileQuantize != "none") {
+    quantize = quantizeOptions(compileQuantize);
+    if (!quantize)
+      return fail("--quantize=" + compileQuantize +
+                  ": unknown scheme (expected none, w4a16-rtn, w4a16-awq, "
+                  "w4a16-gptq, w8a16, w8a8-sq, w8a8 or fp8)");
+  }
+
   std::vector<std::string> passes;
   mlir::PassManager pm(&context);
-  if (!compileNoFusion) {
-    pm.addPass(mlir::tfm::createTfmFuseQKV());
-    pm.addPass(mlir::tfm::createTfmFuseGateUp());
-  }
-  pm.addPass(mlir::createCanonicalizerPass());
-  pm.addPass(mlir::createCSEPass());
+  addGraphPasses(pm, quantize ? &*quantize : nullptr, store.get());
   // The KV cache's layout, recorded on the attention ops for the planner.
   mlir::tfm::TfmKvLayoutOptions kvLayout;
   kvLayout.blockSize = compileKvBlockSize;
@@ -349,8 +470,22 @@ int runCompile() {
     pm.printAsTextualPipeline(os);
     passes.push_back(os.str());
   }
-  if (mlir::failed(pm.run(*module)))
-    return fail(dir + ": the graph passes failed");
+  // The first error a pass reports is the message (one line, without the
+  // op's location: the pass names the weight).
+  std::string firstError;
+  mlir::LogicalResult passed = mlir::success();
+  {
+    mlir::ScopedDiagnosticHandler handler(&context, [&](mlir::Diagnostic &d) {
+      if (d.getSeverity() == mlir::DiagnosticSeverity::Error &&
+          firstError.empty())
+        firstError = d.str();
+      return mlir::success();
+    });
+    passed = pm.run(*module);
+  }
+  if (mlir::failed(passed))
+    return fail(dir + ": " +
+                (firstError.empty() ? "the graph passes failed" : firstError));
 
   options.maxTokensPerStep = compileMaxTokens;
   options.codegen.cpu = compileCpu;
@@ -407,33 +542,40 @@ int runCompile() {
   if (compileRandomWeights)
     spec.provenance.options.push_back("--random-weights");
 
-  std::unique_ptr<optmlir::Checkpoint> checkpoint;
-  if (!fromConfig) {
-    if (!optmlir::loadModelConfig(dir + "/config.json", config, &error))
-      return fail(error);
-    checkpoint = optmlir::Checkpoint::open(dir, config, &error);
-    if (!checkpoint)
-      return fail(error);
-  }
-
   art::ArtifactWriter writer(spec);
   for (const optmlir::PlannedWeight &weight : plan->weights) {
     art::WeightInfo info;
     info.name = weight.name;
-    info.dtype = plan->weightType;
+    info.dtype = weight.storedType.value_or(plan->weightType);
     info.shape = weight.shape;
     if (compileRandomWeights) {
       writer.addVirtualWeight(info);
       continue;
     }
-    const optmlir::Checkpoint *store = checkpoint.get();
+    // Arrays a pass computed (quantized weights) are written as they are;
+    // the rest come from the checkpoint (or a pass's f32 values) in the
+    // plan's type.
+    if (const std::vector<uint8_t> *bytes = store->computed(weight.name)) {
+      writer.addWeight(info, bytes->data());
+      continue;
+    }
+    const optmlir::WeightStore *source = store.get();
     std::vector<std::string> parts = weight.parts;
-    art::DType to = plan->weightType;
-    writer.addWeight(info, [store, parts, to](const art::ByteSink &sink,
-                                              std::string &error) {
+    art::DType to = info.dtype;
+    writer.addWeight(info, [source, parts, to](const art::ByteSink &sink,
+                                               std::string &error) {
       for (const std::string &part : parts) {
-        const optmlir::TensorInfo *tensor = store->find(part);
-        const uint8_t *data = store->tensorData(part);
+        if (const std::vector<float> *values = source->computedF32(part)) {
+          if (!streamConverted(optmlir::DType::F32,
+                               reinterpret_cast<const uint8_t *>(values->data()),
+                               int64_t(values->size()), to, sink)) {
+            error = "writing weight '" + part + "' failed";
+            return false;
+          }
+          continue;
+        }
+        const optmlir::TensorInfo *tensor = source->source()->find(part);
+        const uint8_t *data = source->source()->tensorData(part);
         if (!tensor || !data) {
           error = "weight '" + part + "' is not in the checkpoint";
           return false;
@@ -455,6 +597,107 @@ int runCompile() {
     return fail(compileOutput + ": " + error);
   return 0;
 }
+/// optc calibrate: the model compiled for the CPU (with compile's graph
+/// passes, into a temporary artifact) runs the calibration text through the
+/// runtime, which shows every gemm's input to the statistics.
+int runCalibrate() {
+  if (calibrateWindow < 2 || calibrateMaxTokens < calibrateWindow)
+    return fail("--window must be at least 2 and --max-tokens at least the "
+                "window");
+  std::string error;
+  std::unique_ptr<optmlir::WeightStore> store =
+      optmlir::WeightStore::open(calibrateDir, error);
+  if (!store)
+    return fail(error);
+  std::vector<std::string> documents;
+  if (!optrt::readDocuments(calibrateData, documents, error))
+    return fail(calibrateData + ": " + error);
+
+  SmallString<128> temporary;
+  if (std::error_code ec = sys::fs::createTemporaryFile("optc-calibrate",
+                                                        "optpkg", temporary))
+    return fail("cannot create a temporary file: " + ec.message());
+  FileRemover removeTemporary(temporary);
+  compileDir = calibrateDir;
+  compileOutput = std::string(temporary);
+  compileTarget = "cpu";
+  compileQuantize = "none";
+  if (int status = runCompile())
+    return status;
+
+  std::unique_ptr<optrt::artifact::Artifact> artifact =
+      optrt::artifact::Artifact::open(std::string(temporary), error);
+  if (!artifact)
+    return fail(error);
+  const optrt::fb::Tokenizer *tokenizerEntry = artifact->tokenizer();
+  std::unique_ptr<optrt::Tokenizer> tokenizer =
+      tokenizerEntry && tokenizerEntry->json()
+          ? optrt::Tokenizer::fromJson(tokenizerEntry->json()->string_view(),
+                                       &error)
+          : nullptr;
+  if (!tokenizer)
+    return fail(calibrateDir + ": its tokenizer does not load: " + error);
+  const optrt::fb::ModelInfo &info = artifact->model();
+  std::optional<int32_t> bos = tokenizer->bosId(), eos = tokenizer->eosId();
+  if (info.bos_id() >= 0)
+    bos = info.bos_id();
+  if (info.eos_ids() && info.eos_ids()->size() > 0)
+    eos = info.eos_ids()->Get(0);
+  if (!bos || !eos)
+    return fail(calibrateDir + ": the model names no beginning- or "
+                               "end-of-sequence token");
+  std::vector<optrt::TokenId> stream =
+      optrt::perplexityTokenStream(*tokenizer, documents, *bos, *eos);
+  int64_t usable = std::min<int64_t>(stream.size(), calibrateMaxTokens);
+  usable -= usable % calibrateWindow;
+  if (usable < calibrateWindow)
+    return fail(calibrateData + ": " + std::to_string(stream.size()) +
+                " tokens, fewer than one window of " +
+                std::to_string(int64_t(calibrateWindow)));
+  stream.resize(usable);
+
+  std::map<std::string, optmlir::quant::LinearInputAccumulator, std::less<>>
+      accumulators;
+  optrt::ExecutorOptions executorOptions;
+  executorOptions.gemmInputObserver = [&](std::string_view weight,
+                                          const float *rows, int64_t numRows,
+                                          int64_t cols, int64_t stride) {
+    auto it = accumulators.find(weight);
+    if (it == accumulators.end())
+      it = accumulators
+               .emplace(std::string(weight),
+                        optmlir::quant::LinearInputAccumulator(
+                            cols, calibrateSampleRows))
+               .first;
+    it->second.add(rows, numRows, stride);
+  };
+  std::unique_ptr<optrt::ModelExecutor> executor =
+      optrt::createExecutor(*artifact, executorOptions, error);
+  if (!executor)
+    return fail(error);
+  optrt::PerplexityOptions scoring;
+  scoring.window = int32_t(calibrateWindow);
+  ProgressBar bar("calibrating");
+  scoring.progress = [&](int64_t done, int64_t total) {
+    bar.update(uint64_t(done), uint64_t(total));
+  };
+  optrt::PerplexityResult result;
+  if (!optrt::scorePerplexity(*executor, stream, scoring, result, error))
+    return fail(calibrateData + ": " + error);
+
+  optmlir::quant::CalibrationStats stats;
+  stats.modelFingerprint = store->fingerprint();
+  stats.tokens = usable;
+  stats.source = sys::path::filename(calibrateData).str();
+  for (const auto &[name, accumulator] : accumulators)
+    stats.linears[name] = accumulator.finish();
+  if (!stats.write(calibrateOutput, error))
+    return fail(error);
+  outs() << "calibrated on " << usable << " tokens of " << stats.source
+         << " (perplexity " << format("%.4f", result.perplexity) << "): "
+         << stats.linears.size() << " linears -> " << calibrateOutput << "\n";
+  return 0;
+}
 } // namespace
 
 int main(int argc, char **argv) {
@@ -464,7 +707,10 @@ int main(int argc, char **argv) {
     return runImport();
   if (compileCommand)
     return runCompile();
-  errs() << "optc: no command given (try 'optc import DIR -o model.mlir' or "
-            "'optc compile DIR -o model.optpkg'; see --help)\n";
+  if (calibrateCommand)
+    return runCalibrate();
+  errs() << "optc: no command given (try 'optc import DIR -o model.mlir', "
+            "'optc compile DIR -o model.optpkg' or 'optc calibrate DIR --data "
+            "FILE -o stats'; see --help)\n";
   return 1;
 }

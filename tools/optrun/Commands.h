@@ -10,6 +10,7 @@
 #define OPTMLIR_TOOLS_OPTRUN_COMMANDS_H
 
 #include "runtime/artifact/Artifact.h"
+#include "runtime/engine/TextDocuments.h"
 #include "runtime/exec/ModelExecutor.h"
 #include "runtime/tokenizer/Tokenizer.h"
 
@@ -33,14 +34,9 @@ void addPerplexityCommand(CLI::App &app, int &exitCode);
 /// Adds `optrun bench`; sets `exitCode` when it runs.
 void addBenchCommand(CLI::App &app, int &exitCode);
 
-/// Reads JSON lines whose objects hold a string `field` (blank lines are
-/// skipped) from `text`; errors name the line.
-bool readJsonLinesField(const std::string &text, const char *field,
-                        std::vector<std::string> &values, std::string &error);
-
-/// The whole file at `path`; on failure `error` says why, without the path.
-bool readTextFile(const std::string &path, std::string &text,
-                  std::string &error);
+// Text files (runtime/engine/TextDocuments.h).
+using optrt::readJsonLinesField;
+using optrt::readTextFile;
 
 /// What the commands that run a model need from an artifact.
 struct LoadedModel {

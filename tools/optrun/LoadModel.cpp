@@ -3,31 +3,8 @@
 #include "Commands.h"
 
 #include <CLI/CLI.hpp>
-#include <nlohmann/json.hpp>
-
-#include <cerrno>
-#include <cstring>
-#include <fstream>
-#include <iterator>
-#include <sstream>
 
 namespace optrun {
-
-bool readTextFile(const std::string &path, std::string &text,
-                  std::string &error) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    error = std::string("cannot open: ") + std::strerror(errno);
-    return false;
-  }
-  text.assign(std::istreambuf_iterator<char>(in),
-              std::istreambuf_iterator<char>());
-  if (in.bad()) {
-    error = std::string("cannot read: ") + std::strerror(errno);
-    return false;
-  }
-  return true;
-}
 
 bool loadModel(const std::string &path, const optrt::ExecutorOptions &options,
                LoadedModel &model, std::string &error) {
@@ -67,29 +44,6 @@ int reportInvalidGpuMemoryUtilization(double fraction) {
   std::string problem = optrt::checkGpuMemoryUtilization(fraction);
   return problem.empty() ? 0
                          : reportError("--gpu-memory-utilization", problem);
-}
-
-bool readJsonLinesField(const std::string &text, const char *field,
-                        std::vector<std::string> &values, std::string &error) {
-  std::istringstream lines(text);
-  std::string line;
-  for (int lineNumber = 1; std::getline(lines, line); ++lineNumber) {
-    if (line.find_first_not_of(" \t\r") == std::string::npos)
-      continue;
-    nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
-    std::string where = "line " + std::to_string(lineNumber) + ": ";
-    if (j.is_discarded()) {
-      error = where + "not valid JSON";
-      return false;
-    }
-    auto value = j.is_object() ? j.find(field) : j.end();
-    if (!j.is_object() || value == j.end() || !value->is_string()) {
-      error = where + "expected an object with a string \"" + field + "\"";
-      return false;
-    }
-    values.push_back(value->get<std::string>());
-  }
-  return true;
 }
 
 } // namespace optrun

@@ -7,6 +7,8 @@
 
 #include "Commands.h"
 
+#include "runtime/engine/TextDocuments.h"
+
 #include "runtime/engine/Perplexity.h"
 
 #include <CLI/CLI.hpp>
@@ -26,25 +28,10 @@ struct PerplexityCommandOptions {
   double gpuMemoryUtilization = optrt::ExecutorOptions().gpuMemoryUtilization;
 };
 
-/// JSON lines with a "text" field when the file starts with '{', else the
-/// whole file is one document.
-bool readDocuments(const std::string &path, std::vector<std::string> &documents,
-                   std::string &error) {
-  std::string all;
-  if (!readTextFile(path, all, error))
-    return false;
-  size_t first = all.find_first_not_of(" \t\r\n");
-  if (first == std::string::npos || all[first] != '{') {
-    documents.push_back(std::move(all));
-    return true;
-  }
-  return readJsonLinesField(all, "text", documents, error);
-}
-
 int runPerplexity(const PerplexityCommandOptions &options) {
   std::vector<std::string> documents;
   std::string error;
-  if (!readDocuments(options.textFile, documents, error))
+  if (!optrt::readDocuments(options.textFile, documents, error))
     return reportError(options.textFile, error);
 
   LoadedModel model;

@@ -16,6 +16,19 @@ def Tfm_RopeScalingKind : I32EnumAttr<"RopeScalingKind",
   let genSpecializedAttr = 0;
 }
 
+def Tfm_ActivationQuant : I32EnumAttr<"ActivationQuant",
+    "how a quantized linear quantizes its input rows before the product", [
+      I32EnumAttrCase<"None", 0, "none">,
+      I32EnumAttrCase<"Int8PerToken", 1, "int8_per_token">,
+      I32EnumAttrCase<"F8Dynamic", 2, "fp8_dynamic">,
+      I32EnumAttrCase<"F8Static", 3, "fp8_static">
+    ]> {
+  let cppNamespace = "::mlir::tfm";
+  let genSpecializedAttr = 0;
+}
+def Tfm_ActivationQuantAttr
+    : EnumAttr<Tfm_Dialect, Tfm_ActivationQuant, "activation_quant">;
+
 /// An f64 parameter printed and parsed as a plain float literal.
 class Tfm_F64Parameter<string desc, string default = "">
     : AttrOrTypeParameter<"::llvm::APFloat", desc> {

@@ -93,6 +93,8 @@ WeightOp lookupWeight(Operation *op, SymbolTableCollection &symbolTable,
 LogicalResult WeightOp::verify() {
   if (getConcat().has_value() != getDim().has_value())
     return emitOpError("needs both a concat list and a dim, or neither");
+  if (getConcat() && getDerived())
+    return emitOpError("is either a concatenation or derived, not both");
   // getDim() is unsigned: read the attribute as signed.
   IntegerAttr dim = getDimAttr();
   if (dim && (dim.getInt() < 0 || dim.getInt() >= getTensorType().getRank()))
@@ -127,6 +129,11 @@ static bool concatReaches(Operation *from, SymbolTableCollection &symbolTable,
 }
 
 LogicalResult WeightOp::verifySymbolUses(SymbolTableCollection &symbolTable) {
+  if (FlatSymbolRefAttr source = getDerivedAttr()) {
+    if (source.getValue() == getSymName())
+      return emitOpError("is derived from itself");
+    return success(lookupWeight(*this, symbolTable, source) != nullptr);
+  }
   if (!getConcat())
     return success();
   RankedTensorType type = getTensorType();
@@ -232,6 +239,70 @@ LogicalResult LinearOp::verify() {
     return failure();
   SmallVector<int64_t> expected(input.getShape());
   expected.back() = outFeatures;
+  return expectShape(*this, getResult(), "result", expected);
+}
+
+LogicalResult QuantizedLinearOp::verify() {
+  RankedTensorType input = tensorTypeOf(getInput());
+  if (input.getRank() < 1)
+    return emitOpError("input must have rank 1 or more");
+  if (failed(expectRank(*this, getValues(), "values", 2)) ||
+      failed(expectRank(*this, getScales(), "scales", 2)))
+    return failure();
+  RankedTensorType values = tensorTypeOf(getValues());
+  RankedTensorType scales = tensorTypeOf(getScales());
+  const int64_t n = values.getDimSize(0), k = values.getDimSize(1);
+  if (failed(expectSize(*this, "values in_features", k,
+                        "the last dim of input", input.getShape().back())))
+    return failure();
+  Type codes = values.getElementType();
+  Type scaleType = scales.getElementType();
+  MLIRContext *context = getContext();
+  if (codes.isInteger(4)) {
+    if (scaleType != Float16Type::get(context))
+      return emitOpError() << "int4 values need f16 scales, got " << scaleType;
+    int64_t groups = scales.getDimSize(1);
+    if (scales.getDimSize(0) != n || groups <= 0 || k % groups != 0 ||
+        (k / groups) % 2 != 0)
+      return emitOpError() << "scales of shape "
+                           << shapeString(scales.getShape())
+                           << " do not split the " << k
+                           << " input features of " << n
+                           << " rows into groups of an even size";
+    if (getZeros() &&
+        failed(expectShape(*this, getZeros(), "zeros", scales.getShape())))
+      return failure();
+  } else {
+    if (getZeros())
+      return emitOpError("only int4 values have zero points");
+    if (scaleType != Float32Type::get(context))
+      return emitOpError() << "int8 and fp8 values need f32 scales, got "
+                           << scaleType;
+    bool perRow = scales.getDimSize(0) == n && scales.getDimSize(1) == 1;
+    bool perTensor = isa<Float8E4M3FNType>(codes) &&
+                     scales.getDimSize(0) == 1 && scales.getDimSize(1) == 1;
+    if (!perRow && !perTensor)
+      return emitOpError() << "scales have shape "
+                           << shapeString(scales.getShape()) << " but [" << n
+                           << ", 1] (one a row) was expected";
+  }
+  ActivationQuant mode = getActivations();
+  if (mode == ActivationQuant::Int8PerToken && !codes.isInteger(8))
+    return emitOpError("int8 activations need int8 values");
+  if ((mode == ActivationQuant::F8Dynamic ||
+       mode == ActivationQuant::F8Static) &&
+      !isa<Float8E4M3FNType>(codes))
+    return emitOpError("fp8 activations need fp8 values");
+  bool needsScale = mode == ActivationQuant::F8Static;
+  if (needsScale != getActivationScale().has_value())
+    return emitOpError(needsScale ? "fp8_static activations need an "
+                                    "activation_scale"
+                                  : "only fp8_static activations take an "
+                                    "activation_scale");
+  if (needsScale && !(getActivationScale()->convertToDouble() > 0))
+    return emitOpError("activation_scale must be positive");
+  SmallVector<int64_t> expected(input.getShape());
+  expected.back() = n;
   return expectShape(*this, getResult(), "result", expected);
 }
 

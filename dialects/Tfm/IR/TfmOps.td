@@ -31,10 +31,13 @@ def Tfm_WeightOp : Tfm_Op<"weight", [
   let summary = "Declares a weight tensor held by the weight store";
   let description = [{
     A weight is a symbol naming a tensor in the weight store; the IR holds its
-    type, never its data. Without `concat`, the symbol name is the name of the
-    tensor in the imported checkpoint. With `concat`, the weight is the
-    concatenation of other weights along dimension `dim`, computed lazily by
-    the weight store when the artifact is written (fused projections).
+    type, never its data. Without `concat` or `derived_from`, the symbol name is
+    the name of the tensor in the imported checkpoint. With `concat`, the
+    weight is the concatenation of other weights along dimension `dim`,
+    computed lazily by the weight store when the artifact is written (fused
+    projections). With `derived_from`, a pass computed the weight from the one it
+    names (quantized values, scales and zero points, or a norm weight that
+    absorbed smoothing factors) and left the data in the weight store.
 
     ```mlir
     tfm.weight @model.layers.0.self_attn.q_proj.weight : tensor<384x384xbf16>
@@ -42,16 +45,20 @@ def Tfm_WeightOp : Tfm_Op<"weight", [
         = concat [@model.layers.0.self_attn.q_proj.weight,
                   @model.layers.0.self_attn.k_proj.weight,
                   @model.layers.0.self_attn.v_proj.weight] dim 0
+    tfm.weight @model.layers.0.self_attn.qkv_proj.weight.q4 : tensor<640x384xi4>
+        derived_from @model.layers.0.self_attn.qkv_proj.weight
     ```
   }];
   let arguments = (ins
     SymbolNameAttr:$sym_name,
     TypeAttrOf<AnyStaticShapeTensor>:$type,
     OptionalAttr<FlatSymbolRefArrayAttr>:$concat,
-    OptionalAttr<I64Attr>:$dim
+    OptionalAttr<I64Attr>:$dim,
+    OptionalAttr<FlatSymbolRefAttr>:$derived
   );
   let assemblyFormat = [{
-    $sym_name `:` $type (`=` `concat` $concat^ `dim` $dim)? attr-dict
+    $sym_name `:` $type (`=` `concat` $concat^ `dim` $dim)?
+    (`derived_from` $derived^)? attr-dict
   }];
   let extraClassDeclaration = [{
     ::mlir::RankedTensorType getTensorType() {
@@ -126,6 +133,49 @@ def Tfm_LinearOp : Tfm_Op<"linear", [Pure]> {
   let assemblyFormat = [{
     $input `,` $weight (`bias` $bias^)? attr-dict `:`
     functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
+
+def Tfm_QuantizedLinearOp : Tfm_Op<"quantized_linear", [Pure]> {
+  let summary = "y = x W^T with W stored quantized (tfm-quantize)";
+  let description = [{
+    `values`, `scales` and `zeros` are the stored arrays of W
+    `[out_features, in_features]` (runtime/core/QuantizedWeights.h,
+    docs/quantization.md):
+    - `values` i4 (codes 0 to 15): `scales` f16 `[N, K / G]` for groups of G
+      input features, `zeros` ui8 of the same shape for asymmetric groups
+      (without them the zero point is 8); `w = s (q - z)`;
+    - `values` i8: `scales` f32 `[N, 1]`; `w = s q`;
+    - `values` f8E4M3FN: `scales` f32 `[N, 1]` or `[1, 1]`; `w = s q`.
+    `activations` says how the input rows are quantized first: not at all
+    (weight-only), to int8 with one scale a token (W8A8, i8 values), or to
+    fp8 e4m3 with one scale for the step (`fp8_dynamic`) or the fixed
+    `activation_scale` from calibration (`fp8_static`), fp8 values.
+
+    ```mlir
+    %y = tfm.quantized_linear %x, %q scales %s zeros %z
+        : (tensor<?x384xbf16>, tensor<640x384xi4>, tensor<640x3xf16>,
+           tensor<640x3xui8>) -> tensor<?x640xbf16>
+    %y = tfm.quantized_linear %x, %q scales %s activations int8_per_token
+        : (tensor<?x384xbf16>, tensor<640x384xi8>, tensor<640x1xf32>)
+        -> tensor<?x640xbf16>
+    ```
+  }];
+  let arguments = (ins
+    Tfm_FloatTensor:$input,
+    RankedTensorOf<[I<4>, I8, F8E4M3FN]>:$values,
+    RankedTensorOf<[F16, F32]>:$scales,
+    Optional<RankedTensorOf<[UI8]>>:$zeros,
+    DefaultValuedAttr<Tfm_ActivationQuantAttr,
+                      "::mlir::tfm::ActivationQuant::None">:$activations,
+    OptionalAttr<F64Attr>:$activation_scale
+  );
+  let results = (outs Tfm_FloatTensor:$result);
+  let assemblyFormat = [{
+    $input `,` $values `scales` $scales (`zeros` $zeros^)?
+    (`activations` $activations^)? (`activation_scale` $activation_scale^)?
+    attr-dict `:` functional-type(operands, results)
   }];
   let hasVerifier = 1;
 }

@@ -18,6 +18,7 @@
 
 #include "mlir/IR/BuiltinOps.h"
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -54,6 +55,10 @@ struct PlannedWeight {
   std::string name;
   std::vector<int64_t> shape;
   std::vector<std::string> parts;
+  /// The arrays of a quantized weight (codes, scales, zero points) keep
+  /// their own type instead of the plan's; their data come from the weight
+  /// store (tfm-quantize computed them).
+  std::optional<optrt::artifact::DType> storedType;
 };
 
 struct ModelPlan {

@@ -147,6 +147,15 @@ private:
   void declareInputs();
   LogicalResult planOp(Operation *op, size_t index);
   LogicalResult planLinear(tfm::LinearOp op);
+  LogicalResult planQuantizedLinear(tfm::QuantizedLinearOp op);
+  /// The A operand and the output of a product of `input` (rows of
+  /// `features`) into `outFeatures`: for the product that makes the logits,
+  /// the rows the step asks for, gathered, and the logits buffer.
+  FailureOr<std::pair<PlanArray, PlanArray>>
+  productOperands(Operation *op, const PlanArray &input, bool makesLogits,
+                  int64_t outFeatures);
+  /// Whether `result` (through casts) is the function's result.
+  static bool isFunctionResult(Value result);
   LogicalResult planAttention(tfm::AttentionOp op);
   LogicalResult planSwiGLU(tfm::SwiGLUOp op, size_t index);
   FailureOr<PlanArray> viewOf(Operation *op, const PlanArray &input,
@@ -599,11 +608,36 @@ FailureOr<PlanArray> Planner::viewOf(Operation *op, const PlanArray &input,
   return view;
 }
 
-bool Planner::computesLogits(tfm::LinearOp op) {
-  Value result = op.getResult();
+bool Planner::isFunctionResult(Value result) {
   while (result.hasOneUse() && isa<tfm::CastOp>(*result.getUsers().begin()))
     result = result.getUsers().begin()->getResult(0);
   return result.hasOneUse() && isa<func::ReturnOp>(*result.getUsers().begin());
+}
+
+bool Planner::computesLogits(tfm::LinearOp op) {
+  return isFunctionResult(op.getResult());
+}
+
+FailureOr<std::pair<PlanArray, PlanArray>>
+Planner::productOperands(Operation *op, const PlanArray &input,
+                         bool makesLogits, int64_t outFeatures) {
+  if (!makesLogits)
+    return std::make_pair(input, allocateArray({outFeatures}));
+  if (!input.dense())
+    return fail(op, "computes logits from a strided input");
+  int64_t hidden = input.shape[1];
+  PlanArray a = denseArray(art::ArgKind::Buffer, allocate(hidden),
+                           {scalarDim(pa::NumLogitRows), hidden});
+  PlanArray rows = denseArray(art::ArgKind::Buffer, logitRows,
+                              {scalarDim(pa::NumLogitRows)});
+  if (failed(call(
+          op, [&] { return hostkernels::buildGatherRows(*kernels, hidden); },
+          [&] { return gpukernels::buildGatherRows(*kernels, hidden); },
+          {input, rows, a}, pa::NumLogitRows)))
+    return failure();
+  PlanArray out = denseArray(art::ArgKind::Buffer, logits,
+                             {scalarDim(pa::NumLogitRows), outFeatures});
+  return std::make_pair(a, out);
 }
 
 void Planner::tileGemv(gpukernels::GemvParams &params) const {
@@ -680,25 +714,11 @@ LogicalResult Planner::planLinear(tfm::LinearOp op) {
   // only the rows whose logits the step asks for.
   bool makesLogits = computesLogits(op);
 
-  PlanArray a = input, out;
-  if (makesLogits) {
-    if (!input.dense())
-      return fail(op, "computes logits from a strided input");
-    int64_t hidden = input.shape[1];
-    a = denseArray(art::ArgKind::Buffer, allocate(hidden),
-                   {scalarDim(pa::NumLogitRows), hidden});
-    PlanArray rows = denseArray(art::ArgKind::Buffer, logitRows,
-                                {scalarDim(pa::NumLogitRows)});
-    if (failed(call(
-            op, [&] { return hostkernels::buildGatherRows(*kernels, hidden); },
-            [&] { return gpukernels::buildGatherRows(*kernels, hidden); },
-            {input, rows, a}, pa::NumLogitRows)))
-      return failure();
-    out = denseArray(art::ArgKind::Buffer, logits,
-                     {scalarDim(pa::NumLogitRows), outFeatures});
-  } else {
-    out = allocateArray({outFeatures});
-  }
+  FailureOr<std::pair<PlanArray, PlanArray>> operands =
+      productOperands(op, input, makesLogits, outFeatures);
+  if (failed(operands))
+    return failure();
+  auto [a, out] = *operands;
   art::Command gemm;
   gemm.kind = art::CommandKind::Gemm;
   gemm.name = "gemm";
@@ -935,6 +955,58 @@ tfm::AttentionOp Planner::ropeAttentionOf(tfm::LinearOp op) {
   return attention;
 }
 
+LogicalResult Planner::planQuantizedLinear(tfm::QuantizedLinearOp op) {
+  if (onGpu())
+    return fail(op, "quantized linears run on --target=cpu so far (their GPU "
+                    "kernels are not generated yet)");
+  PlanArray input = arrays.lookup(op.getInput());
+  if (input.shape.size() != 2 || input.strides[1] != 1)
+    return fail(op, "needs a 2-D input with unit column stride");
+  int64_t outFeatures = op.getType().getShape().back();
+  bool makesLogits = isFunctionResult(op.getResult());
+  FailureOr<std::pair<PlanArray, PlanArray>> operands =
+      productOperands(op, input, makesLogits, outFeatures);
+  if (failed(operands))
+    return failure();
+  auto [a, out] = *operands;
+  art::Command gemm;
+  gemm.kind = art::CommandKind::QuantizedGemm;
+  gemm.name = "quantized_gemm";
+  appendArray(gemm, a);
+  SmallVector<Value> stored = {op.getValues(), op.getScales()};
+  if (op.getZeros())
+    stored.push_back(op.getZeros());
+  for (auto [i, value] : llvm::enumerate(stored)) {
+    auto get = value.getDefiningOp<tfm::GetWeightOp>();
+    if (!get)
+      return fail(op, "reads quantized arrays that are not weights");
+    PlanArray array = arrays.lookup(value);
+    // The arrays keep their stored types (runtime/core/QuantizedWeights.h).
+    Type element = cast<RankedTensorType>(value.getType()).getElementType();
+    art::DType dtype = element.isInteger(4)   ? art::DType::U4
+                       : element.isInteger(8) && element.isUnsignedInteger()
+                           ? art::DType::U8
+                       : element.isInteger(8) ? art::DType::I8
+                       : isa<Float8E4M3FNType>(element) ? art::DType::F8E4M3
+                       : element.isF16()                ? art::DType::F16
+                                                        : art::DType::F32;
+    hostPlan.weights[array.index].storedType = dtype;
+    appendArray(gemm, array);
+    if (i == 0)
+      appendArray(gemm, out); // A, values, C, then scales and zeros
+  }
+  gemm.args.push_back(
+      art::Arg::integer(int64_t(op.getActivations())));
+  if (std::optional<APFloat> scale = op.getActivationScale())
+    gemm.args.push_back(art::Arg::real(scale->convertToDouble()));
+  addCommand(std::move(gemm));
+  if (makesLogits)
+    freeBuffers.insert(
+        {hostPlan.spec.plan.buffers[a.index].sizeBytes, a.index});
+  define(op.getResult(), out);
+  return success();
+}
+
 LogicalResult Planner::planAttention(tfm::AttentionOp op) {
   if (!op.getCausal())
     return fail(op, "non-causal attention has no lowering over the KV cache");
@@ -1114,6 +1186,8 @@ LogicalResult Planner::planOp(Operation *op, size_t index) {
   }
   if (auto linear = dyn_cast<tfm::LinearOp>(op))
     return planLinear(linear);
+  if (auto linear = dyn_cast<tfm::QuantizedLinearOp>(op))
+    return planQuantizedLinear(linear);
   if (auto reshape = dyn_cast<tfm::ReshapeOp>(op)) {
     FailureOr<PlanArray> view = viewOf(op, arrays.lookup(reshape.getInput()),
                                        reshape.getType().getShape());
