@@ -162,8 +162,8 @@ LogicalResult TfmQuantizePass::readWeight(WeightOp weight,
                                 "dim 0 only");
     out.clear();
     for (Attribute part : *parts) {
-      auto decl = symbols->lookup<WeightOp>(
-          cast<FlatSymbolRefAttr>(part).getValue());
+      auto decl =
+          symbols->lookup<WeightOp>(cast<FlatSymbolRefAttr>(part).getValue());
       std::vector<float> data;
       if (!decl || failed(readWeight(decl, data)))
         return failure();
@@ -231,11 +231,11 @@ Value TfmQuantizePass::derivedWeight(WeightOp source, StringRef suffix,
       break;
   OpBuilder declBuilder(source);
   declBuilder.setInsertionPointAfter(after);
-  auto decl = WeightOp::create(
-      declBuilder, source.getLoc(),
-      declBuilder.getStringAttr(source.getSymName() + suffix),
-      TypeAttr::get(type), ArrayAttr(), IntegerAttr(),
-      FlatSymbolRefAttr::get(source.getSymNameAttr()));
+  auto decl =
+      WeightOp::create(declBuilder, source.getLoc(),
+                       declBuilder.getStringAttr(source.getSymName() + suffix),
+                       TypeAttr::get(type), ArrayAttr(), IntegerAttr(),
+                       FlatSymbolRefAttr::get(source.getSymNameAttr()));
   // Renames the new symbol if the name is taken.
   StringAttr unique = symbols->insert(decl);
   name = unique.str();
@@ -255,8 +255,8 @@ double w8a8SampleError(const std::vector<float> &w, int64_t rows, int64_t cols,
   quant::WeightFormat format;
   format.codes = QuantizedCodes::Int8;
   format.groupSize = 0;
-  std::vector<float> wq = quant::quantizeRtn(ws.data(), rows, cols, format)
-                              .dequantize();
+  std::vector<float> wq =
+      quant::quantizeRtn(ws.data(), rows, cols, format).dequantize();
   std::vector<float> xs(x), inverse(cols);
   for (int64_t c = 0; c < cols; ++c)
     inverse[c] = 1.0f / s[c];
@@ -320,15 +320,14 @@ LogicalResult TfmQuantizePass::quantizeLinear(LinearOp op,
     const quant::LinearInputStats *stats =
         calibration ? calibration->find(name) : nullptr;
     if (scheme.needsStats() && !stats)
-      return op.emitOpError() << "tfm-quantize: the calibration statistics "
-                                 "have no entry for '"
-                              << name
-                              << "' (calibrated with other fusion passes?)";
-    if (stats && stats->channels != cols)
       return op.emitOpError()
-             << "tfm-quantize: the calibration statistics of '" << name
-             << "' are for " << stats->channels << " input features, not "
-             << cols;
+             << "tfm-quantize: the calibration statistics "
+                "have no entry for '"
+             << name << "' (calibrated with other fusion passes?)";
+    if (stats && stats->channels != cols)
+      return op.emitOpError() << "tfm-quantize: the calibration statistics of '"
+                              << name << "' are for " << stats->channels
+                              << " input features, not " << cols;
     // Smoothing factors (AWQ, SmoothQuant): where they can be folded.
     FoldTarget fold;
     if (scheme.method == Scheme::Method::Awq || scheme.smooth)
@@ -368,8 +367,7 @@ LogicalResult TfmQuantizePass::quantizeLinear(LinearOp op,
         for (int64_t c = 0; c < cols; ++c)
           producer[c] /= s[c];
       } else {
-        int64_t producerCols =
-            fold.weight.getTensorType().getDimSize(1);
+        int64_t producerCols = fold.weight.getTensorType().getDimSize(1);
         for (int64_t c = 0; c < cols; ++c)
           for (int64_t k = 0; k < producerCols; ++k)
             producer[(fold.firstRow + c) * producerCols + k] /= s[c];
@@ -385,6 +383,17 @@ LogicalResult TfmQuantizePass::quantizeLinear(LinearOp op,
       if (!quant::quantizeGptq(w.data(), rows, cols, format,
                                stats->hessian.data(), options, matrix, error))
         return op.emitOpError() << "tfm-quantize: " << name << ": " << error;
+    } else if (scheme.method == Scheme::Method::Awq) {
+      // AWQ's clipping: the range of each group that rounds best on the
+      // inputs as scaled (H / (s_i s_j)).
+      std::vector<float> hessian = stats->hessian;
+      if (!s.empty())
+        for (int64_t i = 0; i < cols; ++i)
+          for (int64_t j = 0; j < cols; ++j)
+            hessian[i * cols + j] /= s[i] * s[j];
+      std::vector<float> clip =
+          quant::searchClipRatios(w.data(), rows, cols, format, hessian.data());
+      matrix = quant::quantizeRtn(w.data(), rows, cols, format, clip.data());
     } else {
       matrix = quant::quantizeRtn(w.data(), rows, cols, format);
     }
@@ -423,8 +432,8 @@ LogicalResult TfmQuantizePass::quantizeLinear(LinearOp op,
   }
   OpBuilder builder(op);
   auto quantized = QuantizedLinearOp::create(
-      builder, op.getLoc(), op.getType(), op.getInput(), values, scales,
-      zeros, ActivationQuantAttr::get(context, scheme.activations),
+      builder, op.getLoc(), op.getType(), op.getInput(), values, scales, zeros,
+      ActivationQuantAttr::get(context, scheme.activations),
       activationScale ? builder.getF64FloatAttr(*activationScale)
                       : FloatAttr());
   Value result = quantized.getResult();
@@ -469,8 +478,8 @@ void TfmQuantizePass::runOnOperation() {
       return signalPassFailure();
     }
     std::string error;
-    calibration = quant::CalibrationStats::read(stats, store->fingerprint(),
-                                                error);
+    calibration =
+        quant::CalibrationStats::read(stats, store->fingerprint(), error);
     if (!calibration) {
       module.emitError() << "tfm-quantize: " << error;
       return signalPassFailure();
@@ -497,8 +506,8 @@ void TfmQuantizePass::runOnOperation() {
     if (!excludePattern.empty() && excluded.match(name))
       return;
     auto type = cast<RankedTensorType>(op.getWeight().getType());
-    std::string problem = quant::checkFormat(
-        chosen.format, type.getDimSize(0), type.getDimSize(1));
+    std::string problem = quant::checkFormat(chosen.format, type.getDimSize(0),
+                                             type.getDimSize(1));
     if (!problem.empty() && !failedCheck) {
       // The first one names the problem; the others repeat it.
       op.emitOpError() << "tfm-quantize: " << name << ": " << problem;
@@ -540,9 +549,8 @@ void TfmQuantizePass::runOnOperation() {
 } // namespace
 
 namespace mlir::tfm {
-std::unique_ptr<Pass>
-createTfmQuantizePass(const TfmQuantizeOptions &options,
-                      optmlir::WeightStore *store) {
+std::unique_ptr<Pass> createTfmQuantizePass(const TfmQuantizeOptions &options,
+                                            optmlir::WeightStore *store) {
   return std::make_unique<TfmQuantizePass>(options, store);
 }
 } // namespace mlir::tfm

@@ -21,12 +21,10 @@ const char *kSuffixes[] = {".abs_mean", ".abs_max", ".hessian", ".sample"};
 
 LinearInputAccumulator::LinearInputAccumulator(int64_t channels,
                                                int64_t maxSampleRows)
-    : channels(channels), maxSampleRows(maxSampleRows),
-      absSum(channels, 0.0), absMax(channels, 0.0),
-      xtx(channels * channels, 0.0) {}
+    : channels(channels), maxSampleRows(maxSampleRows), absSum(channels, 0.0),
+      absMax(channels, 0.0), xtx(channels * channels, 0.0) {}
 
-void LinearInputAccumulator::add(const float *x, int64_t rows,
-                                 int64_t stride) {
+void LinearInputAccumulator::add(const float *x, int64_t rows, int64_t stride) {
   if (rows <= 0)
     return;
   // X^T X of the batch through BLAS (f32 within a batch, f64 across them):
@@ -50,7 +48,8 @@ void LinearInputAccumulator::add(const float *x, int64_t rows,
     if (int64_t(sample.size()) < maxSampleRows * channels) {
       sample.insert(sample.end(), row, row + channels);
     } else if (maxSampleRows > 0) {
-      uint64_t pick = std::mt19937_64(uint64_t(rowsSeen))() % uint64_t(rowsSeen);
+      uint64_t pick =
+          std::mt19937_64(uint64_t(rowsSeen))() % uint64_t(rowsSeen);
       if (int64_t(pick) < maxSampleRows)
         std::copy(row, row + channels, sample.begin() + pick * channels);
     }
@@ -82,7 +81,8 @@ bool CalibrationStats::write(const std::string &path,
     const int64_t k = s.channels;
     tensors.push_back({name + ".abs_mean", DType::F32, {k}, s.absMean.data()});
     tensors.push_back({name + ".abs_max", DType::F32, {k}, s.absMax.data()});
-    tensors.push_back({name + ".hessian", DType::F32, {k, k}, s.hessian.data()});
+    tensors.push_back(
+        {name + ".hessian", DType::F32, {k, k}, s.hessian.data()});
     tensors.push_back(
         {name + ".sample", DType::F32, {s.sampleRows(), k}, s.sample.data()});
   }
@@ -124,8 +124,9 @@ CalibrationStats::read(const std::string &path,
   stats->tokens = std::atoll(field("tokens").c_str());
   if (!expectedFingerprint.empty() &&
       stats->modelFingerprint != expectedFingerprint) {
-    error = path + ": the calibration statistics are of another model "
-                   "(fingerprint " +
+    error = path +
+            ": the calibration statistics are of another model "
+            "(fingerprint " +
             escapeForMessage(stats->modelFingerprint) + ", this model's is " +
             expectedFingerprint + ")";
     return nullptr;
@@ -138,8 +139,7 @@ CalibrationStats::read(const std::string &path,
     std::string name = t.name, suffix;
     for (const char *s : kSuffixes)
       if (name.size() > std::strlen(s) &&
-          name.compare(name.size() - std::strlen(s), std::string::npos, s) ==
-              0)
+          name.compare(name.size() - std::strlen(s), std::string::npos, s) == 0)
         suffix = s;
     if (suffix.empty() || t.dtype != DType::F32) {
       error = path + ": unexpected tensor '" + escapeForMessage(t.name) + "'";
@@ -150,12 +150,11 @@ CalibrationStats::read(const std::string &path,
     int64_t k = t.shape.empty() ? 0 : t.shape.back();
     if (s.channels == 0)
       s.channels = k;
-    bool shapeOk = s.channels == k && k > 0 &&
-                   ((suffix == ".hessian" && t.shape.size() == 2 &&
-                     t.shape[0] == k) ||
-                    (suffix == ".sample" && t.shape.size() == 2) ||
-                    (suffix != ".hessian" && suffix != ".sample" &&
-                     t.shape.size() == 1));
+    bool shapeOk =
+        s.channels == k && k > 0 &&
+        ((suffix == ".hessian" && t.shape.size() == 2 && t.shape[0] == k) ||
+         (suffix == ".sample" && t.shape.size() == 2) ||
+         (suffix != ".hessian" && suffix != ".sample" && t.shape.size() == 1));
     if (!shapeOk) {
       error = path + ": tensor '" + escapeForMessage(t.name) + "' has shape " +
               formatShape(t.shape) + ", not one for " + std::to_string(k) +

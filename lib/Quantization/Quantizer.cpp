@@ -39,8 +39,7 @@ std::vector<float> QuantizedMatrix::dequantize() const {
 std::string checkFormat(const WeightFormat &format, int64_t rows,
                         int64_t cols) {
   if (rows <= 0 || cols <= 0)
-    return "a weight of " + std::to_string(rows) + " x " +
-           std::to_string(cols);
+    return "a weight of " + std::to_string(rows) + " x " + std::to_string(cols);
   if (format.codes != QuantizedCodes::Int4)
     return "";
   if (format.groupSize <= 0 || cols % format.groupSize != 0)
@@ -62,12 +61,14 @@ struct Int4Params {
 };
 
 Int4Params int4Params(const float *w, int64_t count, int64_t stride,
-                      bool symmetric) {
+                      bool symmetric, float clip = 1.0f) {
   float lo = 0, hi = 0; // 0 is always representable
   for (int64_t i = 0; i < count; ++i) {
     lo = std::min(lo, w[i * stride]);
     hi = std::max(hi, w[i * stride]);
   }
+  lo *= clip;
+  hi *= clip;
   Int4Params p;
   if (symmetric) {
     float absMax = std::max(-lo, hi);
@@ -84,8 +85,8 @@ Int4Params int4Params(const float *w, int64_t count, int64_t stride,
 }
 
 int int4Code(float w, const Int4Params &p) {
-  return int(std::clamp(std::nearbyint(w / p.scale) + float(p.zero), 0.0f,
-                        15.0f));
+  return int(
+      std::clamp(std::nearbyint(w / p.scale) + float(p.zero), 0.0f, 15.0f));
 }
 
 void setInt4Code(QuantizedMatrix &m, int64_t row, int64_t col, int code) {
@@ -214,7 +215,7 @@ bool inverseHessianFactor(std::vector<double> h, int64_t n,
 } // namespace
 
 QuantizedMatrix quantizeRtn(const float *w, int64_t rows, int64_t cols,
-                            const WeightFormat &format) {
+                            const WeightFormat &format, const float *clip) {
   QuantizedMatrix m = allocate(rows, cols, format);
   if (format.codes != QuantizedCodes::Int4) {
     quantizeRowScaled(w, m);
@@ -224,7 +225,8 @@ QuantizedMatrix quantizeRtn(const float *w, int64_t rows, int64_t cols,
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t group = 0; group < cols / g; ++group) {
       const float *x = w + r * cols + group * g;
-      Int4Params p = int4Params(x, g, 1, format.symmetric);
+      Int4Params p = int4Params(x, g, 1, format.symmetric,
+                                clip ? clip[r * (cols / g) + group] : 1.0f);
       storeInt4Params(m, r, group, p);
       for (int64_t c = 0; c < g; ++c)
         setInt4Code(m, r, group * g + c, int4Code(x[c], p));
@@ -304,9 +306,8 @@ bool quantizeGptq(const float *w, int64_t rows, int64_t cols,
       }
     const double d = u[j * n + j];
     for (int64_t r = 0; r < rows; ++r) {
-      const Int4Params &p = options.actOrder
-                                ? staticParams[r * (n / g) + col / g]
-                                : current[r];
+      const Int4Params &p =
+          options.actOrder ? staticParams[r * (n / g) + col / g] : current[r];
       double x = wp[r * n + j];
       int code = int4Code(float(x), p);
       setInt4Code(out, r, col, code);
@@ -331,13 +332,45 @@ bool quantizeGptq(const float *w, int64_t rows, int64_t cols,
   return true;
 }
 
+std::vector<float> searchClipRatios(const float *w, int64_t rows, int64_t cols,
+                                    const WeightFormat &format,
+                                    const float *hessian) {
+  const int64_t g = format.groupSize, groups = cols / g;
+  std::vector<float> best(rows * groups, 1.0f);
+  std::vector<double> e(g);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t group = 0; group < groups; ++group) {
+      const float *x = w + r * cols + group * g;
+      const float *h = hessian + (group * g) * cols + group * g;
+      double bestError = -1;
+      for (int step = 0; step <= 10; ++step) {
+        float ratio = 1.0f - 0.05f * float(step);
+        Int4Params p = int4Params(x, g, 1, format.symmetric, ratio);
+        for (int64_t c = 0; c < g; ++c)
+          e[c] = double(p.scale) * double(int4Code(x[c], p) - p.zero) - x[c];
+        double error = 0;
+        for (int64_t i = 0; i < g; ++i) {
+          double row = 0;
+          for (int64_t j = 0; j < g; ++j)
+            row += double(h[i * cols + j]) * e[j];
+          error += e[i] * row;
+        }
+        if (bestError < 0 || error < bestError) {
+          bestError = error;
+          best[r * groups + group] = ratio;
+        }
+      }
+    }
+  return best;
+}
+
 double outputError(const float *exact, const float *approx, int64_t rows,
                    int64_t cols, const float *hessian) {
   std::vector<float> e(rows * cols), eh(rows * cols);
   for (int64_t i = 0; i < rows * cols; ++i)
     e[i] = approx[i] - exact[i];
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, cols, cols,
-              1.0f, e.data(), cols, hessian, cols, 0.0f, eh.data(), cols);
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, cols, cols, 1.0f,
+              e.data(), cols, hessian, cols, 0.0f, eh.data(), cols);
   double sum = 0;
   for (int64_t i = 0; i < rows * cols; ++i)
     sum += double(e[i]) * double(eh[i]);

@@ -68,7 +68,8 @@ const char *commandKindName(CommandKind kind) {
   case CommandKind::Memset: return "memset";
   case CommandKind::Collective: return "collective";
   case CommandKind::Sample: return "sample";
-  case CommandKind::QuantizedGemm: return "quantized-gemm";
+  case CommandKind::QuantizedGemm:
+    return "quantized-gemm";
   }
   return "unknown";
 }

@@ -1,4 +1,5 @@
-//===- NumberFormats.h - Scalar conversions of the stored formats -*- C++ -*-===//
+//===- NumberFormats.h - Scalar conversions of the stored formats -*- C++
+//-*-===//
 //
 // The one host-side definition of how f32 values become the narrow formats
 // artifacts store (bf16, f16, fp8 e4m3) and back: the compiler writes with
@@ -83,9 +84,9 @@ inline uint8_t encodeF8E4M3(float value) {
 }
 inline float decodeF8E4M3(uint8_t byte) {
   uint32_t exponent = (byte >> 3) & 0xf, mantissa = byte & 7;
-  float magnitude = exponent == 0
-                        ? float(mantissa) / 512.0f
-                        : bitsToFloat(((exponent + 120) << 23) | (mantissa << 20));
+  float magnitude =
+      exponent == 0 ? float(mantissa) / 512.0f
+                    : bitsToFloat(((exponent + 120) << 23) | (mantissa << 20));
   return (byte & 0x80) ? -magnitude : magnitude;
 }
 

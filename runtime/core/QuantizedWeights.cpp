@@ -47,7 +47,8 @@ void dequantizeRows(const QuantizedMatrixView &m, int64_t firstRow,
       const uint8_t *codes = m.values + row * (cols / 2);
       const uint16_t *scales =
           static_cast<const uint16_t *>(m.scales) + row * m.groupsPerRow();
-      const uint8_t *zeros = m.zeros ? m.zeros + row * m.groupsPerRow() : nullptr;
+      const uint8_t *zeros =
+          m.zeros ? m.zeros + row * m.groupsPerRow() : nullptr;
       for (int64_t g = 0; g < m.groupsPerRow(); ++g) {
         float scale = f16ToFloat(scales[g]);
         int zero = zeros ? zeros[g] : 8;

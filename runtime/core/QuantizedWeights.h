@@ -1,4 +1,5 @@
-//===- QuantizedWeights.h - Stored formats of quantized matrices -*- C++ -*-===//
+//===- QuantizedWeights.h - Stored formats of quantized matrices -*- C++
+//-*-===//
 //
 // A quantized linear weight W [N, K] (N output features, K input features)
 // is stored as two or three artifact weights, its format told by their types

@@ -1,4 +1,5 @@
-//===- TextDocuments.h - text files that tools read documents from -*- C++ -*-===//
+//===- TextDocuments.h - text files that tools read documents from -*- C++
+//-*-===//
 //
 // Evaluation and calibration text comes as JSON lines with a "text" field
 // (../shared/models/eval/dev.jsonl) or as one plain text file.

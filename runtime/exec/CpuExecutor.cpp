@@ -24,8 +24,8 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
-#include <map>
 #include <fstream>
+#include <map>
 #include <string_view>
 #include <thread>
 
@@ -282,11 +282,10 @@ bool CpuExecutor::makeRandomWeights(uint64_t seed, std::string &error) {
   uint64_t total = 0;
   for (size_t i = 0; i < artifact.numWeights(); ++i) {
     const fb::WeightEntry &w = artifact.weight(i);
-    bool quantizedArray = w.dtype() == fb::DType::U4 ||
-                          w.dtype() == fb::DType::I8 ||
-                          w.dtype() == fb::DType::U8 ||
-                          w.dtype() == fb::DType::F8E4M3 ||
-                          w.dtype() == fb::DType::F16;
+    bool quantizedArray =
+        w.dtype() == fb::DType::U4 || w.dtype() == fb::DType::I8 ||
+        w.dtype() == fb::DType::U8 || w.dtype() == fb::DType::F8E4M3 ||
+        w.dtype() == fb::DType::F16;
     if (w.no_data() && w.dtype() != fb::DType::F32 && !quantizedArray)
       return error = "virtual weight '" + w.name()->str() +
                      "' is not f32: the CPU executor fills only f32 weights",
@@ -423,8 +422,8 @@ bool CpuExecutor::decode(std::string &error) {
   return true;
 }
 
-bool CpuExecutor::dequantizeWeight(const DecodedCommand &command,
-                                   uint64_t seed, std::string &error) {
+bool CpuExecutor::dequantizeWeight(const DecodedCommand &command, uint64_t seed,
+                                   std::string &error) {
   const std::vector<Operand> &ops = command.operands;
   const int64_t valuesIndex = ops[1].weight;
   if (dequantized.count(valuesIndex))
@@ -563,9 +562,10 @@ bool CpuExecutor::step(const StepBatch &batch, float *logits,
     const float *weight = reinterpret_cast<const float *>(b[1]);
     int64_t lda = a[5], ldb = b[5];
     if (gemmInputObserver && command.operands[1].weight >= 0)
-      gemmInputObserver(
-          artifact.weight(size_t(command.operands[1].weight)).name()->string_view(),
-          rowsA, m, k, lda);
+      gemmInputObserver(artifact.weight(size_t(command.operands[1].weight))
+                            .name()
+                            ->string_view(),
+                        rowsA, m, k, lda);
     if (command.kind == fb::CommandKind::QuantizedGemm) {
       // The dequantized weight, and the rows quantized as the kernels of a
       // GPU would before multiplying (exact products: the same numbers).
@@ -576,7 +576,8 @@ bool CpuExecutor::step(const StepBatch &batch, float *logits,
       if (mode != ActivationQuant::None) {
         quantizedRows.resize(size_t(m) * k);
         for (int64_t r = 0; r < m; ++r)
-          std::memcpy(&quantizedRows[r * k], rowsA + r * lda, k * sizeof(float));
+          std::memcpy(&quantizedRows[r * k], rowsA + r * lda,
+                      k * sizeof(float));
         fakeQuantizeActivations(mode, quantizedRows.data(), m, k, k,
                                 float(command.activationScale));
         rowsA = quantizedRows.data();

@@ -10,27 +10,27 @@
 
 #include "optmlir/Import/Checkpoint.h"
 #include "optmlir/Import/ImportModel.h"
+#include "optmlir/Quantization/CalibrationStats.h"
 #include "optmlir/Quantization/WeightStore.h"
 #include "optmlir/Target/ModelPlan.h"
 #include "optmlir/Target/NvptxCodegen.h"
 #include "passes/Passes.h"
+#include "runtime/artifact/Artifact.h"
 #include "runtime/artifact/ArtifactWriter.h"
 #include "runtime/core/NumberFormats.h"
-#include "runtime/artifact/Artifact.h"
 #include "runtime/engine/Perplexity.h"
 #include "runtime/engine/TextDocuments.h"
 #include "runtime/exec/ModelExecutor.h"
 #include "runtime/tokenizer/Tokenizer.h"
-#include "optmlir/Quantization/CalibrationStats.h"
 
 #include "mlir/Pass/PassManager.h"
 #include "mlir/Transforms/Passes.h"
+#include "llvm/ADT/StringExtras.h"
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/FileUtilities.h"
-#include "llvm/ADT/StringExtras.h"
 #include "llvm/Support/JSON.h"
-#include "llvm/Support/Path.h"
 #include "llvm/Support/MemoryBuffer.h"
+#include "llvm/Support/Path.h"
 #include "llvm/Support/Process.h"
 #include "llvm/Support/xxhash.h"
 
@@ -120,11 +120,11 @@ cl::opt<std::string> compileCalibration(
     "calibration",
     cl::desc("Calibration statistics of this model (optc calibrate)"),
     cl::value_desc("file"), cl::sub(compileCommand));
-cl::opt<int64_t> compileGroupSize(
-    "group-size", cl::desc("w4a16: input features a scale covers"),
-    cl::init(128), cl::sub(compileCommand));
-cl::opt<bool> compileSymmetric("symmetric",
-                               cl::desc("w4a16: no zero points"),
+cl::opt<int64_t>
+    compileGroupSize("group-size",
+                     cl::desc("w4a16: input features a scale covers"),
+                     cl::init(128), cl::sub(compileCommand));
+cl::opt<bool> compileSymmetric("symmetric", cl::desc("w4a16: no zero points"),
                                cl::init(false), cl::sub(compileCommand));
 cl::opt<bool> compileActOrder(
     "act-order",
@@ -136,9 +136,10 @@ cl::opt<double> compileSmoothAlpha(
     cl::desc("w8a8-sq: migration strength in [0, 1]; default: chosen per "
              "layer on the calibration sample"),
     cl::init(-1.0), cl::sub(compileCommand));
-cl::opt<std::string> compileFp8WeightScale(
-    "fp8-weight-scale", cl::desc("fp8: channel (default) or tensor"),
-    cl::init("channel"), cl::sub(compileCommand));
+cl::opt<std::string>
+    compileFp8WeightScale("fp8-weight-scale",
+                          cl::desc("fp8: channel (default) or tensor"),
+                          cl::init("channel"), cl::sub(compileCommand));
 cl::opt<std::string> compileFp8ActivationScale(
     "fp8-activation-scale",
     cl::desc("fp8: dynamic (default) or static (from --calibration)"),
@@ -163,9 +164,10 @@ cl::opt<std::string> calibrateData(
 cl::opt<std::string> calibrateOutput("o", cl::desc("Statistics file to write"),
                                      cl::value_desc("file"), cl::Required,
                                      cl::sub(calibrateCommand));
-cl::opt<int64_t> calibrateMaxTokens(
-    "max-tokens", cl::desc("Tokens of the text to run at most"),
-    cl::init(32768), cl::sub(calibrateCommand));
+cl::opt<int64_t>
+    calibrateMaxTokens("max-tokens",
+                       cl::desc("Tokens of the text to run at most"),
+                       cl::init(32768), cl::sub(calibrateCommand));
 cl::opt<int64_t> calibrateWindow(
     "window", cl::desc("Tokens per sequence (the text is cut into these)"),
     cl::init(512), cl::sub(calibrateCommand));
@@ -321,8 +323,7 @@ private:
 
 /// tfm-quantize's options for --quantize=NAME and the other quantization
 /// flags; std::nullopt for an unknown scheme.
-std::optional<mlir::tfm::TfmQuantizeOptions>
-quantizeOptions(StringRef name) {
+std::optional<mlir::tfm::TfmQuantizeOptions> quantizeOptions(StringRef name) {
   mlir::tfm::TfmQuantizeOptions o;
   if (name.consume_front("w4a16-")) {
     if (name != "rtn" && name != "awq" && name != "gptq")
@@ -566,9 +567,10 @@ int runCompile() {
                                                std::string &error) {
       for (const std::string &part : parts) {
         if (const std::vector<float> *values = source->computedF32(part)) {
-          if (!streamConverted(optmlir::DType::F32,
-                               reinterpret_cast<const uint8_t *>(values->data()),
-                               int64_t(values->size()), to, sink)) {
+          if (!streamConverted(
+                  optmlir::DType::F32,
+                  reinterpret_cast<const uint8_t *>(values->data()),
+                  int64_t(values->size()), to, sink)) {
             error = "writing weight '" + part + "' failed";
             return false;
           }
@@ -614,8 +616,8 @@ int runCalibrate() {
     return fail(calibrateData + ": " + error);
 
   SmallString<128> temporary;
-  if (std::error_code ec = sys::fs::createTemporaryFile("optc-calibrate",
-                                                        "optpkg", temporary))
+  if (std::error_code ec =
+          sys::fs::createTemporaryFile("optc-calibrate", "optpkg", temporary))
     return fail("cannot create a temporary file: " + ec.message());
   FileRemover removeTemporary(temporary);
   compileDir = calibrateDir;
@@ -694,8 +696,9 @@ int runCalibrate() {
   if (!stats.write(calibrateOutput, error))
     return fail(error);
   outs() << "calibrated on " << usable << " tokens of " << stats.source
-         << " (perplexity " << format("%.4f", result.perplexity) << "): "
-         << stats.linears.size() << " linears -> " << calibrateOutput << "\n";
+         << " (perplexity " << format("%.4f", result.perplexity)
+         << "): " << stats.linears.size() << " linears -> " << calibrateOutput
+         << "\n";
   return 0;
 }
 } // namespace

@@ -252,8 +252,8 @@ LogicalResult QuantizedLinearOp::verify() {
   RankedTensorType values = tensorTypeOf(getValues());
   RankedTensorType scales = tensorTypeOf(getScales());
   const int64_t n = values.getDimSize(0), k = values.getDimSize(1);
-  if (failed(expectSize(*this, "values in_features", k,
-                        "the last dim of input", input.getShape().back())))
+  if (failed(expectSize(*this, "values in_features", k, "the last dim of input",
+                        input.getShape().back())))
     return failure();
   Type codes = values.getElementType();
   Type scaleType = scales.getElementType();
@@ -266,9 +266,8 @@ LogicalResult QuantizedLinearOp::verify() {
         (k / groups) % 2 != 0)
       return emitOpError() << "scales of shape "
                            << shapeString(scales.getShape())
-                           << " do not split the " << k
-                           << " input features of " << n
-                           << " rows into groups of an even size";
+                           << " do not split the " << k << " input features of "
+                           << n << " rows into groups of an even size";
     if (getZeros() &&
         failed(expectShape(*this, getZeros(), "zeros", scales.getShape())))
       return failure();

@@ -30,8 +30,8 @@ namespace quant {
 
 /// Statistics of one linear layer's inputs.
 struct LinearInputStats {
-  int64_t channels = 0; // K
-  int64_t rows = 0;     // input rows seen
+  int64_t channels = 0;               // K
+  int64_t rows = 0;                   // input rows seen
   std::vector<float> absMean, absMax; // [K]
   std::vector<float> hessian;         // [K, K], X^T X / rows
   std::vector<float> sample;          // [sampleRows, K]

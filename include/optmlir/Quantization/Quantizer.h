@@ -68,9 +68,19 @@ struct QuantizedMatrix {
 /// ("group size 96 does not divide the 4096 input features").
 std::string checkFormat(const WeightFormat &format, int64_t rows, int64_t cols);
 
-/// Round to nearest. `w` is [rows, cols].
+/// Round to nearest. `w` is [rows, cols]. `clip` (int4 only; null: none)
+/// holds a ratio in (0, 1] per row and group that shrinks the group's range
+/// before its scale is taken (the values outside saturate).
 QuantizedMatrix quantizeRtn(const float *w, int64_t rows, int64_t cols,
-                            const WeightFormat &format);
+                            const WeightFormat &format,
+                            const float *clip = nullptr);
+
+/// AWQ's clipping search: per row and group of an int4 format, the ratio in
+/// {1, 0.95, ..., 0.5} of the group's range whose RTN error on the inputs
+/// is least, e_g H_gg e_g^T with H_gg the group's block of `hessian`.
+std::vector<float> searchClipRatios(const float *w, int64_t rows, int64_t cols,
+                                    const WeightFormat &format,
+                                    const float *hessian);
 
 struct GptqOptions {
   /// Added to H's diagonal: this fraction of its mean.

@@ -135,9 +135,9 @@ struct TensorToWrite {
 };
 
 /// Writes a safetensors file with `tensors` (in that order, the data
-/// section starting 8-byte aligned) and `metadata`, atomically: into a temporary file next to
-/// `path`, renamed over it once complete. On failure returns false with one
-/// line in `error` and leaves no file.
+/// section starting 8-byte aligned) and `metadata`, atomically: into a
+/// temporary file next to `path`, renamed over it once complete. On failure
+/// returns false with one line in `error` and leaves no file.
 bool writeSafeTensors(const std::string &path,
                       const std::vector<TensorToWrite> &tensors,
                       const std::map<std::string, std::string> &metadata,

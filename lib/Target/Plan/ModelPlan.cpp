@@ -983,10 +983,10 @@ LogicalResult Planner::planQuantizedLinear(tfm::QuantizedLinearOp op) {
     PlanArray array = arrays.lookup(value);
     // The arrays keep their stored types (runtime/core/QuantizedWeights.h).
     Type element = cast<RankedTensorType>(value.getType()).getElementType();
-    art::DType dtype = element.isInteger(4)   ? art::DType::U4
+    art::DType dtype = element.isInteger(4) ? art::DType::U4
                        : element.isInteger(8) && element.isUnsignedInteger()
                            ? art::DType::U8
-                       : element.isInteger(8) ? art::DType::I8
+                       : element.isInteger(8)           ? art::DType::I8
                        : isa<Float8E4M3FNType>(element) ? art::DType::F8E4M3
                        : element.isF16()                ? art::DType::F16
                                                         : art::DType::F32;
@@ -995,8 +995,7 @@ LogicalResult Planner::planQuantizedLinear(tfm::QuantizedLinearOp op) {
     if (i == 0)
       appendArray(gemm, out); // A, values, C, then scales and zeros
   }
-  gemm.args.push_back(
-      art::Arg::integer(int64_t(op.getActivations())));
+  gemm.args.push_back(art::Arg::integer(int64_t(op.getActivations())));
   if (std::optional<APFloat> scale = op.getActivationScale())
     gemm.args.push_back(art::Arg::real(scale->convertToDouble()));
   addCommand(std::move(gemm));

@@ -1,7 +1,7 @@
 //===- QuantizerTest.cpp - RTN, GPTQ, AWQ, SmoothQuant, statistics files --===//
 
-#include "optmlir/Quantization/CalibrationStats.h"
 #include "optmlir/Quantization/Quantizer.h"
+#include "optmlir/Quantization/CalibrationStats.h"
 
 #include "optmlir/Support/SafeTensors.h"
 #include "runtime/core/NumberFormats.h"
@@ -68,12 +68,14 @@ TEST(QuantizerTest, RtnErrorIsAtMostHalfAStep) {
   std::vector<float> w = randomMatrix(rows, cols, 1);
   for (bool symmetric : {false, true})
     for (int64_t group : {32, 64, 128}) {
-      QuantizedMatrix q = quantizeRtn(w.data(), rows, cols, int4(group, symmetric));
+      QuantizedMatrix q =
+          quantizeRtn(w.data(), rows, cols, int4(group, symmetric));
       ASSERT_EQ(optrt::checkQuantizedMatrix(q.view()), "");
       std::vector<float> back = q.dequantize();
       for (int64_t r = 0; r < rows; ++r)
         for (int64_t c = 0; c < cols; ++c) {
-          float step = optrt::f16ToFloat(q.scalesF16[r * (cols / group) + c / group]);
+          float step =
+              optrt::f16ToFloat(q.scalesF16[r * (cols / group) + c / group]);
           EXPECT_LE(std::fabs(back[r * cols + c] - w[r * cols + c]),
                     0.5f * step * 1.0001f)
               << "group " << group << (symmetric ? " sym" : " asym");
@@ -85,7 +87,8 @@ TEST(QuantizerTest, RtnErrorIsAtMostHalfAStep) {
   QuantizedMatrix q8 = quantizeRtn(w.data(), rows, cols, i8);
   std::vector<float> back = q8.dequantize();
   for (int64_t i = 0; i < rows * cols; ++i)
-    EXPECT_LE(std::fabs(back[i] - w[i]), 0.5f * q8.scalesF32[i / cols] * 1.0001f);
+    EXPECT_LE(std::fabs(back[i] - w[i]),
+              0.5f * q8.scalesF32[i / cols] * 1.0001f);
   WeightFormat f8;
   f8.codes = QuantizedCodes::F8E4M3;
   f8.groupSize = 0;
@@ -95,7 +98,8 @@ TEST(QuantizerTest, RtnErrorIsAtMostHalfAStep) {
     back = qf.dequantize();
     for (int64_t i = 0; i < rows * cols; ++i) // 3 mantissa bits: 1/16 relative
       EXPECT_LE(std::fabs(back[i] - w[i]),
-                std::fabs(w[i]) / 16 + qf.scalesF32[perTensor ? 0 : i / cols] / 512);
+                std::fabs(w[i]) / 16 +
+                    qf.scalesF32[perTensor ? 0 : i / cols] / 512);
   }
 }
 
@@ -107,8 +111,9 @@ TEST(QuantizerTest, GptqHasALowerOutputErrorThanRtn) {
     for (bool symmetric : {false, true}) {
       WeightFormat format = int4(32, symmetric);
       double rtn = outputError(
-          w.data(), quantizeRtn(w.data(), rows, cols, format).dequantize().data(),
-          rows, cols, in.hessian.data());
+          w.data(),
+          quantizeRtn(w.data(), rows, cols, format).dequantize().data(), rows,
+          cols, in.hessian.data());
       QuantizedMatrix q;
       std::string error;
       GptqOptions options;
@@ -119,8 +124,8 @@ TEST(QuantizerTest, GptqHasALowerOutputErrorThanRtn) {
       ASSERT_EQ(optrt::checkQuantizedMatrix(q.view()), "");
       double gptq = outputError(w.data(), q.dequantize().data(), rows, cols,
                                 in.hessian.data());
-      EXPECT_LT(gptq, 0.8 * rtn) << (actOrder ? "act-order " : "")
-                                 << (symmetric ? "sym" : "asym");
+      EXPECT_LT(gptq, 0.8 * rtn)
+          << (actOrder ? "act-order " : "") << (symmetric ? "sym" : "asym");
     }
 }
 
@@ -134,8 +139,8 @@ TEST(QuantizerTest, GptqRefusesAnIndefiniteHessian) {
   options.dampening = 0;
   QuantizedMatrix q;
   std::string error;
-  EXPECT_FALSE(
-      quantizeGptq(w.data(), 4, cols, int4(32, false), h.data(), options, q, error));
+  EXPECT_FALSE(quantizeGptq(w.data(), 4, cols, int4(32, false), h.data(),
+                            options, q, error));
   EXPECT_NE(error.find("not positive definite"), std::string::npos) << error;
 }
 
@@ -154,7 +159,8 @@ TEST(QuantizerTest, AwqScalesProtectTheSalientChannels) {
   for (float v : s)
     inverse.push_back(1.0f / v);
   scaleColumns(approx.data(), rows, cols, inverse);
-  double awq = outputError(w.data(), approx.data(), rows, cols, in.hessian.data());
+  double awq =
+      outputError(w.data(), approx.data(), rows, cols, in.hessian.data());
   double rtn = outputError(
       w.data(), quantizeRtn(w.data(), rows, cols, format).dequantize().data(),
       rows, cols, in.hessian.data());
@@ -162,6 +168,32 @@ TEST(QuantizerTest, AwqScalesProtectTheSalientChannels) {
   // The outlier channels (every 17th) get the largest scales.
   EXPECT_GT(s[0], s[1]);
   EXPECT_GT(s[17], s[18]);
+}
+
+TEST(QuantizerTest, ClippingLowersTheErrorOfGroupsWithOutliers) {
+  const int64_t rows = 16, cols = 128;
+  std::vector<float> w = randomMatrix(rows, cols, 8);
+  for (int64_t r = 0; r < rows; ++r)
+    w[r * cols + (r * 7) % cols] = 0.6f; // one outlier a row
+  Inputs in = correlatedInputs(512, cols, 9);
+  WeightFormat format = int4(64, false);
+  std::vector<float> clip =
+      searchClipRatios(w.data(), rows, cols, format, in.hessian.data());
+  ASSERT_EQ(clip.size(), size_t(rows * 2));
+  for (float ratio : clip) {
+    EXPECT_LE(ratio, 1.0f);
+    EXPECT_GE(ratio, 0.5f);
+  }
+  double clipped =
+      outputError(w.data(),
+                  quantizeRtn(w.data(), rows, cols, format, clip.data())
+                      .dequantize()
+                      .data(),
+                  rows, cols, in.hessian.data());
+  double plain = outputError(
+      w.data(), quantizeRtn(w.data(), rows, cols, format).dequantize().data(),
+      rows, cols, in.hessian.data());
+  EXPECT_LT(clipped, plain);
 }
 
 TEST(QuantizerTest, SmoothQuantFactorsFollowTheFormula) {

@@ -1,7 +1,7 @@
 //===- QuantizedWeightsTest.cpp - number formats and quantized matrices ---===//
 
-#include "runtime/core/NumberFormats.h"
 #include "runtime/core/QuantizedWeights.h"
+#include "runtime/core/NumberFormats.h"
 
 #include <gtest/gtest.h>
 
@@ -59,7 +59,8 @@ TEST(NumberFormatsTest, BF16AndF8AgreeWithTheirDefinitions) {
 TEST(QuantizedWeightsTest, Int4DecodesNibblesScalesAndZeros) {
   // 2 rows x 8 columns, groups of 4: row 0 asymmetric, codes 0..7; row 1
   // codes 15..8.
-  std::vector<uint8_t> values = {0x10, 0x32, 0x54, 0x76, 0xef, 0xcd, 0xab, 0x89};
+  std::vector<uint8_t> values = {0x10, 0x32, 0x54, 0x76,
+                                 0xef, 0xcd, 0xab, 0x89};
   std::vector<uint16_t> scales = {floatToF16(0.5f), floatToF16(2.0f),
                                   floatToF16(1.0f), floatToF16(-1.0f)};
   std::vector<uint8_t> zeros = {1, 3, 8, 0};
@@ -74,8 +75,8 @@ TEST(QuantizedWeightsTest, Int4DecodesNibblesScalesAndZeros) {
   ASSERT_EQ(checkQuantizedMatrix(m), "");
   std::vector<float> out(16);
   dequantizeRows(m, 0, 2, out.data());
-  std::vector<float> want = {-0.5f, 0,   0.5f, 1,    2,  4,  6,  8,
-                             7,     6,   5,    4,    -11, -10, -9, -8};
+  std::vector<float> want = {-0.5f, 0, 0.5f, 1, 2,   4,   6,  8,
+                             7,     6, 5,    4, -11, -10, -9, -8};
   EXPECT_EQ(out, want);
   // Symmetric: z = 8; one row at a time gives the same values.
   m.zeros = nullptr;
