@@ -34,9 +34,11 @@ struct TfmKvLayoutPass : mlir::tfm::impl::TfmKvLayoutBase<TfmKvLayoutPass> {
       element = keyType.getElementType();
     else if (elementType == "fp8e4m3")
       element = Float8E4M3FNType::get(&getContext());
+    else if (elementType == "int8")
+      element = IntegerType::get(&getContext(), 8);
     else {
-      module.emitError() << "tfm-kv-layout: element-type must be native or "
-                            "fp8e4m3, got '"
+      module.emitError() << "tfm-kv-layout: element-type must be native, "
+                            "fp8e4m3 or int8, got '"
                          << std::string(elementType) << "'";
       return signalPassFailure();
     }

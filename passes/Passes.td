@@ -68,7 +68,10 @@ def TfmKvLayout : Pass<"tfm-kv-layout", "::mlir::ModuleOp"> {
     type, which each target stores as its own: f32 on the CPU, bf16 on GPUs)
     or `fp8e4m3` (one byte per element, `f8E4M3FN`: rounded to nearest even
     and saturated at 448 without a scale, as vLLM's fp8 cache with scale 1;
-    keys and values of Llama models stay far inside that range). The layout
+    keys and values of Llama models stay far inside that range) or `int8`
+    (`i8`: int8 codes with one f32 scale per token and kv head, stored after
+    the row's codes: a row is written once and never rescaled, and an outlier
+    token costs only its own precision; head_dim + 4 bytes a row). The layout
     order is fixed (block, token, head, dim). The code generator writes and
     reads the cache in this form and the artifact records it. Attention ops
     whose key shapes differ are refused.
@@ -77,7 +80,7 @@ def TfmKvLayout : Pass<"tfm-kv-layout", "::mlir::ModuleOp"> {
     Option<"blockSize", "block-size", "int64_t", "16",
            "Tokens per cache block (a power of two up to 1024)">,
     Option<"elementType", "element-type", "std::string", "\"native\"",
-           "native or fp8e4m3">
+           "native, fp8e4m3 or int8">
   ];
 }
 

@@ -59,6 +59,12 @@ const char *kernelFormatExtension(KernelFormat format) {
   return ".bin";
 }
 
+uint64_t kvCacheRowBytes(DType dtype, uint64_t headDim) {
+  if (dtype == DType::I8)
+    return headDim + 4;
+  return headDim * dtypeBits(dtype) / 8;
+}
+
 const char *commandKindName(CommandKind kind) {
   switch (kind) {
   case CommandKind::KernelCall: return "kernel-call";

@@ -163,6 +163,10 @@ struct ArtifactSpec {
 const char *dtypeName(DType dtype);
 /// Bits per element; 0 for Unknown or out-of-range values.
 unsigned dtypeBits(DType dtype);
+/// Bytes of one token's keys (or values) of one kv head in a KV cache of
+/// `dtype` elements: head_dim elements, plus an int8 cache's f32 scale
+/// (runtime/core/QuantizedWeights.h).
+uint64_t kvCacheRowBytes(DType dtype, uint64_t headDim);
 const char *kernelFormatName(KernelFormat format);
 /// File extension (with dot) that --extract-kernels uses for a format.
 const char *kernelFormatExtension(KernelFormat format);

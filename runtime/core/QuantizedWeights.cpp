@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 namespace optrt {
 
@@ -77,6 +78,25 @@ void dequantizeRows(const QuantizedMatrixView &m, int64_t firstRow,
     }
     }
   }
+}
+
+void encodeInt8KvRow(const float *x, int64_t headDim, uint8_t *row) {
+  float absMax = 0;
+  for (int64_t i = 0; i < headDim; ++i)
+    absMax = std::max(absMax, std::fabs(x[i]));
+  float scale = absMax / 127.0f;
+  float divisor = absMax > 0 ? scale : 1.0f;
+  for (int64_t i = 0; i < headDim; ++i)
+    row[i] = uint8_t(
+        int8_t(std::clamp(std::nearbyint(x[i] / divisor), -127.0f, 127.0f)));
+  std::memcpy(row + headDim, &scale, 4);
+}
+
+void decodeInt8KvRow(const uint8_t *row, int64_t headDim, float *x) {
+  float scale;
+  std::memcpy(&scale, row + headDim, 4);
+  for (int64_t i = 0; i < headDim; ++i)
+    x[i] = scale * float(int8_t(row[i]));
 }
 
 void fakeQuantizeActivations(ActivationQuant mode, float *x, int64_t rows,

@@ -93,6 +93,16 @@ void fakeQuantizeActivations(ActivationQuant mode, float *x, int64_t rows,
                              int64_t cols, int64_t stride,
                              float staticScale = 0);
 
+/// An int8 KV cache (optc --kv-cache-dtype=int8) stores each token's keys
+/// (and values) of one kv head as a row of `headDim` int8 codes followed by
+/// its f32 scale, 4 bytes: s = max|x| / 127, q = round(x / s) (to nearest
+/// even), clamped to [-127, 127]; x = s q. One scale per token and head: a
+/// token's row is written once and never rescaled, an outlier token costs
+/// only its own precision, and attention reads the scale with the row.
+inline int64_t int8KvRowBytes(int64_t headDim) { return headDim + 4; }
+void encodeInt8KvRow(const float *x, int64_t headDim, uint8_t *row);
+void decodeInt8KvRow(const uint8_t *row, int64_t headDim, float *x);
+
 } // namespace optrt
 
 #endif // OPTMLIR_RUNTIME_CORE_QUANTIZEDWEIGHTS_H

@@ -187,10 +187,11 @@ bool CpuExecutor::load(const ExecutorOptions &options, std::string &error) {
   const fb::KVCacheLayout *kv = artifact.kvCache();
   const fb::Plan &plan = artifact.plan();
   if (!kv ||
-      (kv->dtype() != fb::DType::F32 && kv->dtype() != fb::DType::F8E4M3) ||
+      (kv->dtype() != fb::DType::F32 && kv->dtype() != fb::DType::F8E4M3 &&
+       kv->dtype() != fb::DType::I8) ||
       model.activation_dtype() != fb::DType::F32)
     return error = "the artifact is not compiled for the CPU target "
-                   "(f32 activations, an f32 or fp8 e4m3 KV cache)",
+                   "(f32 activations, an f32, fp8 e4m3 or int8 KV cache)",
            false;
   if (!plan.runtime_scalars() ||
       plan.runtime_scalars()->size() != pa::NumRuntimeScalars)
@@ -212,9 +213,8 @@ bool CpuExecutor::load(const ExecutorOptions &options, std::string &error) {
   lims.blockSize = kv->block_size();
   maxBlocksPerSeq = (lims.maxContextLength + lims.blockSize - 1) /
                     lims.blockSize;
-  const uint64_t kvElementBytes = kv->dtype() == fb::DType::F8E4M3 ? 1 : 4;
   kvBlockBytes = uint64_t(kv->block_size()) * kv->num_kv_heads() *
-                 kv->head_dim() * kvElementBytes;
+                 artifact::kvCacheRowBytes(kv->dtype(), kv->head_dim());
   uint64_t perBlock = kvBlockBytes * 2 * kv->num_layers();
   // ExecutorOptions::gpuMemoryUtilization is for GPUs: ignored here.
   uint64_t kvBytes =

@@ -220,8 +220,8 @@ bool CudaExecutor::load(const ExecutorOptions &options, std::string &error) {
   lims.blockSize = kv->block_size();
   maxBlocksPerSeq =
       (lims.maxContextLength + lims.blockSize - 1) / lims.blockSize;
-  kvBlockBytes =
-      uint64_t(kv->block_size()) * kv->num_kv_heads() * kv->head_dim() * 2;
+  kvBlockBytes = uint64_t(kv->block_size()) * kv->num_kv_heads() *
+                 artifact::kvCacheRowBytes(kv->dtype(), kv->head_dim());
   // The KV cache is sized and allocated last (below): from what the memory
   // budget leaves once everything else is on the device.
 

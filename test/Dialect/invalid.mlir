@@ -1129,7 +1129,7 @@ func.func @attention_cache_block_size(%q: tensor<?x4x16xf32>, %k: tensor<?x2x16x
 // -----
 
 func.func @attention_cache_element_type(%q: tensor<?x4x16xf32>, %k: tensor<?x2x16xf32>, %v: tensor<?x2x16xf32>) {
-  // expected-error @+1 {{'tfm.attention' op kv_cache element_type must be f32, bf16, f16 or f8E4M3FN, got 'i4'}}
+  // expected-error @+1 {{'tfm.attention' op kv_cache element_type must be f32, bf16, f16, f8E4M3FN or i8, got 'i4'}}
   %0 = tfm.attention %q, %k, %v scale 0.25 causal kv_cache !tfm.kv_cache<layers = 1, kv_heads = 2, head_dim = 16, block_size = 16, element_type = i4> : (tensor<?x4x16xf32>, tensor<?x2x16xf32>, tensor<?x2x16xf32>) -> tensor<?x4x16xf32>
   return
 }

@@ -91,8 +91,9 @@ cl::opt<int64_t> compileMaxTokens(
 cl::opt<std::string> compileKvCacheDtype(
     "kv-cache-dtype",
     cl::desc("How the KV cache stores keys and values: auto (the target's "
-             "activation type: f32 on the CPU, bf16 on GPUs) or fp8e4m3 (one "
-             "byte, CPU target so far)"),
+             "activation type: f32 on the CPU, bf16 on GPUs), fp8e4m3 (one "
+             "byte) or int8 (one byte, with an f32 scale per token and head); "
+             "the last two on the CPU target so far"),
     cl::init("auto"), cl::sub(compileCommand));
 cl::opt<int64_t> compileKvBlockSize(
     "kv-block-size",
@@ -380,9 +381,10 @@ int runCompile() {
   }
   if (compileMaxTokens < 1 || compileMaxTokens > (1 << 20))
     return fail("--max-tokens-per-step must be in [1, 1048576]");
-  if (compileKvCacheDtype != "auto" && compileKvCacheDtype != "fp8e4m3")
+  if (compileKvCacheDtype != "auto" && compileKvCacheDtype != "fp8e4m3" &&
+      compileKvCacheDtype != "int8")
     return fail("--kv-cache-dtype=" + compileKvCacheDtype +
-                ": unknown (expected auto or fp8e4m3)");
+                ": unknown (expected auto, fp8e4m3 or int8)");
   if (compileKvBlockSize < 1 || compileKvBlockSize > 1024 ||
       (compileKvBlockSize & (compileKvBlockSize - 1)))
     return fail("--kv-block-size must be a power of two up to 1024, got " +
@@ -463,7 +465,8 @@ int runCompile() {
   mlir::tfm::TfmKvLayoutOptions kvLayout;
   kvLayout.blockSize = compileKvBlockSize;
   kvLayout.elementType =
-      compileKvCacheDtype == "fp8e4m3" ? "fp8e4m3" : "native";
+      compileKvCacheDtype == "auto" ? std::string("native")
+                                    : std::string(compileKvCacheDtype);
   pm.addPass(mlir::tfm::createTfmKvLayout(kvLayout));
   {
     std::string pipeline;

@@ -71,9 +71,9 @@ ModelCost modelCost(const optrt::artifact::Artifact &artifact) {
   cost.numHeads = model.num_heads();
   cost.headDim = model.head_dim();
   if (kv)
-    cost.kvBytesPerToken = 2ull * kv->num_layers() * kv->num_kv_heads() *
-                           kv->head_dim() *
-                           optrt::artifact::dtypeBits(kv->dtype()) / 8;
+    cost.kvBytesPerToken =
+        2ull * kv->num_layers() * kv->num_kv_heads() *
+        optrt::artifact::kvCacheRowBytes(kv->dtype(), kv->head_dim());
   for (size_t i = 0; i < artifact.numWeights(); ++i) {
     const optrt::fb::WeightEntry &w = artifact.weight(i);
     cost.weightBytes += w.size();

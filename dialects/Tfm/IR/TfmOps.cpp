@@ -375,9 +375,10 @@ LogicalResult AttentionOp::verify() {
                            << cache->getBlockSize();
     Type element = cache->getElementType();
     if (!isa<Float32Type, BFloat16Type, Float16Type, Float8E4M3FNType>(
-            element))
-      return emitOpError() << "kv_cache element_type must be f32, bf16, f16 "
-                              "or f8E4M3FN, got "
+            element) &&
+        !element.isSignlessInteger(8))
+      return emitOpError() << "kv_cache element_type must be f32, bf16, f16, "
+                              "f8E4M3FN or i8, got "
                            << element;
   }
   return success();

@@ -212,9 +212,10 @@ def Tfm_AttentionOp : Tfm_Op<"attention", [Pure]> {
 
     `kv_cache`, when present (set by `--tfm-kv-layout`), is the paged cache
     the keys and values go through when the model runs step by step: its
-    block size and element type (the target's activation type, or
-    `f8E4M3FN`: fp8 e4m3 rounded to nearest even and saturated at 448); the
-    code generator writes and reads the cache in that form.
+    block size and element type (the target's activation type; `f8E4M3FN`:
+    fp8 e4m3 rounded to nearest even and saturated at 448; or `i8`: int8
+    codes with one f32 scale per token and kv head after each row's codes);
+    the code generator writes and reads the cache in that form.
 
     ```mlir
     %o = tfm.attention %q, %k, %v scale 1.250000e-01 causal

@@ -139,6 +139,10 @@ enum class KvElementType {
   /// scale: values are rounded to nearest even and saturate at +-448
   /// (vLLM's fp8 cache with a scale of 1). Host target only so far.
   F8E4M3,
+  /// int8 codes with one f32 scale per token and kv head, stored after the
+  /// row's head_dim codes (runtime/core/QuantizedWeights.h,
+  /// encodeInt8KvRow). Host target only so far.
+  Int8,
 };
 
 /// Shape of one layer's paged KV cache: key and value caches are each

@@ -8,6 +8,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "optmlir/Conversion/HostKernels.h"
+#include "runtime/core/QuantizedWeights.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
@@ -92,20 +93,67 @@ public:
     return splat(arith::ConstantOp::create(b, b.getI32IntegerAttr(value)),
                  width);
   }
-  /// `width` cache elements as f32: fp8 e4m3 bytes are decoded.
-  Value vloadCache(int64_t width, Value memref, ValueRange indices) {
-    auto type = cast<MemRefType>(memref.getType());
-    if (!type.getElementType().isInteger(8))
+  /// `width` cache elements as f32, decoded as `cache` stores them: fp8
+  /// e4m3 bytes, or int8 codes times their row's scale (the f32 after the
+  /// head's D codes; indices are block, slot, head, offset).
+  Value vloadCache(const KvCacheShape &cache, int64_t width, Value memref,
+                   ValueRange indices) {
+    if (cache.elementType == KvElementType::Native)
       return vload(width, memref, indices);
     Value bytes = vector::LoadOp::create(
         b, vec(width, b.getI8Type()), memref, indices);
-    return decodeE4M3(bytes);
+    if (cache.elementType == KvElementType::F8E4M3)
+      return decodeE4M3(bytes);
+    Value codes = arith::SIToFPOp::create(b, vec(width), bytes);
+    return mul(codes, splat(loadRowScale(cache, memref, indices), width));
   }
-  /// Stores f32 `value` into the cache, as fp8 e4m3 bytes where it has them.
-  void vstoreCache(Value value, Value memref, ValueRange indices) {
-    auto type = cast<MemRefType>(memref.getType());
-    vstore(type.getElementType().isInteger(8) ? encodeE4M3(value) : value,
+  /// The f32 scale of an int8 cache row.
+  Value loadRowScale(const KvCacheShape &cache, Value memref,
+                     ValueRange indices) {
+    Value bytes = vector::LoadOp::create(
+        b, vec(4, b.getI8Type()), memref,
+        ValueRange{indices[0], indices[1], indices[2], index(cache.headDim)});
+    Value word = vector::BitCastOp::create(b, vec(1), bytes);
+    return vector::ExtractOp::create(b, word, ArrayRef<int64_t>{0});
+  }
+  /// Stores f32 `value` into a native or fp8 cache (int8 rows are written
+  /// whole: storeInt8Row).
+  void vstoreCache(const KvCacheShape &cache, Value value, Value memref,
+                   ValueRange indices) {
+    vstore(cache.elementType == KvElementType::F8E4M3 ? encodeE4M3(value)
+                                                      : value,
            memref, indices);
+  }
+  /// Writes row x[t, h, :] (D values) into an int8 cache at (block, slot,
+  /// h): codes round(x / s) clamped to +-127 and s = max|x| / 127 after
+  /// them (encodeInt8KvRow is the reference).
+  void storeInt8Row(const KvCacheShape &cache, Value x, ValueRange from,
+                    Value memref, ValueRange to) {
+    const int64_t d = cache.headDim;
+    Value absMax = reduceChunks(
+        d, 1, vector::CombiningKind::MAXIMUMF,
+        [&](Value off, int64_t w, ValueRange accs) {
+          Value v = math::AbsFOp::create(
+              b, vload(w, x, {from[0], from[1], off}));
+          return SmallVector<Value>{
+              arith::MaximumFOp::create(b, accs[0], v)};
+        })[0];
+    Value scale = div(absMax, constF32(127.0));
+    Value positive = arith::CmpFOp::create(b, arith::CmpFPredicate::OGT,
+                                           absMax, constF32(0.0));
+    Value divisor = arith::SelectOp::create(b, positive, scale, constF32(1.0));
+    chunks(d, [&](Value off, int64_t w) {
+      Value q = math::RoundEvenOp::create(
+          b, div(vload(w, x, {from[0], from[1], off}), splat(divisor, w)));
+      q = arith::MinimumFOp::create(
+          b, arith::MaximumFOp::create(b, q, splat(constF32(-127.0), w)),
+          splat(constF32(127.0), w));
+      Value codes = arith::FPToSIOp::create(b, vec(w, b.getI8Type()), q);
+      vstore(codes, memref, {to[0], to[1], to[2], off});
+    });
+    Value word = vector::BroadcastOp::create(b, vec(1), scale);
+    vstore(vector::BitCastOp::create(b, vec(4, b.getI8Type()), word), memref,
+           {to[0], to[1], to[2], index(d)});
   }
   /// vector<w x f32> to fp8 e4m3 bytes: round to nearest even on the f32
   /// bits, saturate at 448 (NaN too), subnormals below 2^-6 in steps of
@@ -292,16 +340,28 @@ MemRefType headsType(Type f32, int64_t heads, int64_t headDim) {
 }
 
 MemRefType cacheType(Type f32, const KvCacheShape &cache) {
-  Type element = cache.elementType == KvElementType::F8E4M3
-                     ? Type(IntegerType::get(f32.getContext(), 8))
-                     : f32;
-  return MemRefType::get(
-      {kDynamic, cache.blockSize, cache.numKvHeads, cache.headDim}, element);
+  if (cache.elementType == KvElementType::Native)
+    return MemRefType::get(
+        {kDynamic, cache.blockSize, cache.numKvHeads, cache.headDim}, f32);
+  // Bytes; an int8 row ends with its 4-byte scale.
+  int64_t row = cache.elementType == KvElementType::Int8
+                    ? optrt::int8KvRowBytes(cache.headDim)
+                    : cache.headDim;
+  return MemRefType::get({kDynamic, cache.blockSize, cache.numKvHeads, row},
+                         IntegerType::get(f32.getContext(), 8));
 }
 
 /// The kernel name suffix of a cache's element type.
 std::string cacheSuffix(const KvCacheShape &cache) {
-  return cache.elementType == KvElementType::F8E4M3 ? "_f8e4m3" : "";
+  switch (cache.elementType) {
+  case KvElementType::Native:
+    return "";
+  case KvElementType::F8E4M3:
+    return "_f8e4m3";
+  case KvElementType::Int8:
+    return "_i8";
+  }
+  return "";
 }
 
 MemRefType indexVectorType(MLIRContext *context) {
@@ -792,10 +852,16 @@ FailureOr<std::string> buildKvWrite(ModuleOp module,
       Value offset =
           arith::RemUIOp::create(k.b, slotIndex, k.index(cache.blockSize));
       k.loop(k.index(0), k.index(cache.numKvHeads), [&](Value h) {
+        if (cache.elementType == KvElementType::Int8) {
+          k.storeInt8Row(cache, key, {t, h}, keyCache, {block, offset, h});
+          k.storeInt8Row(cache, value, {t, h}, valueCache,
+                         {block, offset, h});
+          return;
+        }
         k.chunks(cache.headDim, [&](Value off, int64_t w) {
-          k.vstoreCache(k.vload(w, key, {t, h, off}), keyCache,
+          k.vstoreCache(cache, k.vload(w, key, {t, h, off}), keyCache,
                         {block, offset, h, off});
-          k.vstoreCache(k.vload(w, value, {t, h, off}), valueCache,
+          k.vstoreCache(cache, k.vload(w, value, {t, h, off}), valueCache,
                         {block, offset, h, off});
         });
       });
@@ -911,7 +977,8 @@ FailureOr<std::string> buildPagedAttention(ModuleOp module,
               SmallVector<Value> dots = k.reduceChunks(
                   headDim, tile, vector::CombiningKind::ADD,
                   [&](Value off, int64_t w, ValueRange accs) {
-                    Value key = k.vloadCache(w, keyCache, {block, j, g, off});
+                    Value key =
+                        k.vloadCache(cache, w, keyCache, {block, j, g, off});
                     SmallVector<Value> next;
                     for (int64_t u = 0; u < tile; ++u)
                       next.push_back(k.fma(k.vload(w, q, {t, heads[u], off}),
@@ -957,7 +1024,7 @@ FailureOr<std::string> buildPagedAttention(ModuleOp module,
               SmallVector<Value> sums =
                   k.loopCarry(j0, j1, c1, init, [&](Value j, ValueRange accs) {
                     Value value =
-                        k.vloadCache(w, valueCache, {block, j, g, off});
+                        k.vloadCache(cache, w, valueCache, {block, j, g, off});
                     SmallVector<Value> next;
                     for (int64_t u = 0; u < tile; ++u)
                       next.push_back(

@@ -14,6 +14,7 @@
 #include "optmlir/Conversion/GpuKernels.h"
 #include "optmlir/Conversion/HostKernels.h"
 #include "optmlir/Target/NvptxCodegen.h"
+#include "runtime/core/QuantizedWeights.h"
 #include "runtime/exec/PlanAbi.h"
 
 #include "mlir/IR/Builders.h"
@@ -286,9 +287,14 @@ private:
   /// Layer `layer`'s keys or values in the paged cache.
   PlanArray kvCacheArray(int64_t layer, pa::KVCachePart part,
                          const hostkernels::KvCacheShape &cache) {
+    // An int8 cache's rows end with their scale (bytes, as the kernels see
+    // them).
+    int64_t row = cache.elementType == hostkernels::KvElementType::Int8
+                      ? optrt::int8KvRowBytes(cache.headDim)
+                      : cache.headDim;
     PlanArray array = denseArray(art::ArgKind::KVCache, layer,
                                  {scalarDim(pa::NumBlocks), cache.blockSize,
-                                  cache.numKvHeads, cache.headDim});
+                                  cache.numKvHeads, row});
     array.byteOffset = part;
     return array;
   }
@@ -503,9 +509,11 @@ LogicalResult Planner::readModelInfo(func::FuncOp forward) {
     Type element = cacheType->getElementType();
     if (isa<Float8E4M3FNType>(element))
       kvElementType = hostkernels::KvElementType::F8E4M3;
+    else if (element.isInteger(8))
+      kvElementType = hostkernels::KvElementType::Int8;
     else if (!isa<Float32Type, BFloat16Type, Float16Type>(element))
       return fail(module, "has no lowering for a KV cache of elements other "
-                          "than the activation type or f8E4M3FN");
+                          "than the activation type, f8E4M3FN or i8");
   }
   if (info.vocabSize == 0 || info.maxPositionEmbeddings == 0 ||
       info.numKVHeads == 0 || info.headDim == 0)
@@ -513,13 +521,17 @@ LogicalResult Planner::readModelInfo(func::FuncOp forward) {
                         "max_position_embeddings, num_key_value_heads or "
                         "head_dim");
   maxBlocksPerSeq = (info.maxPositionEmbeddings + blockSize - 1) / blockSize;
-  const bool fp8Cache = kvElementType == hostkernels::KvElementType::F8E4M3;
-  if (fp8Cache && onGpu())
-    return fail(module, "an fp8 KV cache is not generated for GPUs yet "
-                        "(--kv-cache-dtype=fp8e4m3 works for --target=cpu)");
+  if (kvElementType != hostkernels::KvElementType::Native && onGpu())
+    return fail(module, "an fp8 or int8 KV cache is not generated for GPUs "
+                        "yet (--kv-cache-dtype=fp8e4m3 and int8 work for "
+                        "--target=cpu)");
   art::KVCacheLayout kv;
   kv.blockSize = blockSize;
-  kv.dtype = fp8Cache ? art::DType::F8E4M3 : elementType();
+  kv.dtype = kvElementType == hostkernels::KvElementType::F8E4M3
+                 ? art::DType::F8E4M3
+             : kvElementType == hostkernels::KvElementType::Int8
+                 ? art::DType::I8
+                 : elementType();
   kv.order = art::KVLayoutOrder::BlockTokenHeadDim;
   kv.numLayers = numLayers;
   kv.numKVHeads = info.numKVHeads;

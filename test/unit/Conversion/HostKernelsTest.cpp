@@ -9,6 +9,7 @@
 #include "optmlir/Conversion/HostKernels.h"
 #include "optmlir/Target/HostCodegen.h"
 #include "runtime/core/NumberFormats.h"
+#include "runtime/core/QuantizedWeights.h"
 #include "runtime/host/HostModule.h"
 #include "runtime/host/MemRef.h"
 
@@ -69,6 +70,16 @@ PagedAttentionParams fp8AttentionConfig() {
   p.numHeads = 6;
   p.cache = {2, 64, 16, KvElementType::F8E4M3};
   p.scale = 0.125;
+  return p;
+}
+
+/// The int8 cache configuration: a head dim that is not a multiple of the
+/// vector width, so that rows run a vector body and a scalar tail.
+PagedAttentionParams int8AttentionConfig() {
+  PagedAttentionParams p;
+  p.numHeads = 4;
+  p.cache = {2, 36, 16, KvElementType::Int8};
+  p.scale = 1.0 / 6.0;
   return p;
 }
 
@@ -189,6 +200,8 @@ protected:
     }
     add("attn_f8", buildPagedAttention(m, fp8AttentionConfig()));
     add("kv_write_f8", buildKvWrite(m, fp8AttentionConfig().cache));
+    add("attn_i8", buildPagedAttention(m, int8AttentionConfig()));
+    add("kv_write_i8", buildKvWrite(m, int8AttentionConfig().cache));
     ASSERT_TRUE(mlir::succeeded(mlir::verify(m)));
 
     std::string error;
@@ -954,6 +967,97 @@ TEST_F(HostKernelsTest, Fp8KvCacheWritesAndAttends) {
       }
     }
   EXPECT_LT(relativeL2(got, want), 1e-5);
+}
+
+TEST_F(HostKernelsTest, Int8CacheWritesRowsWithScalesAndAttentionReadsThem) {
+  // kv_write stores each (token, head) row as the reference encodes it (an
+  // all-zero row included); attention over the int8 cache equals attention
+  // over its decoded rows.
+  auto *kvWrite = kernel<KvWriteF8Fn>("kv_write_i8");
+  auto *attention = kernel<PagedAttentionF8Fn>("attn_i8");
+  ASSERT_NE(kvWrite, nullptr);
+  ASSERT_NE(attention, nullptr);
+  const PagedAttentionParams p = int8AttentionConfig();
+  const int64_t hq = p.numHeads, hkv = p.cache.numKvHeads, d = p.cache.headDim,
+                bs = p.cache.blockSize, group = hq / hkv;
+  const int64_t row = optrt::int8KvRowBytes(d);
+  const int64_t tokens = 37, numBlocks = 4;
+  std::vector<float> k = random(tokens * hkv * d, -3, 3),
+                     v = random(tokens * hkv * d, -1, 1);
+  for (int64_t e = 0; e < d; ++e)
+    k[5 * hkv * d + e] = 0.0f; // token 5, head 0: all zero
+  k[7 * hkv * d + 3] = 250.0f; // an outlier costs only its own row
+  std::vector<int32_t> table = {3, 1, 0};
+  std::vector<int32_t> slots(tokens);
+  for (int64_t t = 0; t < tokens; ++t)
+    slots[t] = table[t / bs] * bs + t % bs;
+  std::vector<uint8_t> keyCache(numBlocks * bs * hkv * row, 0x55),
+      valueCache(numBlocks * bs * hkv * row, 0x55);
+  M3f dk = makeMemRef(k.data(), {tokens, hkv, d});
+  M3f dv = makeMemRef(v.data(), {tokens, hkv, d});
+  M4b dkc = makeMemRef(keyCache.data(), {numBlocks, bs, hkv, row});
+  M4b dvc = makeMemRef(valueCache.data(), {numBlocks, bs, hkv, row});
+  M1i dslots = makeMemRef(slots.data(), {tokens});
+  kvWrite(&dk, &dv, &dkc, &dvc, &dslots);
+  std::vector<uint8_t> want(row);
+  for (int64_t t = 0; t < tokens; ++t)
+    for (int64_t h = 0; h < hkv; ++h) {
+      const int64_t at = (slots[t] * hkv + h) * row;
+      optrt::encodeInt8KvRow(&k[(t * hkv + h) * d], d, want.data());
+      ASSERT_TRUE(std::equal(want.begin(), want.end(), keyCache.begin() + at))
+          << "keys of token " << t << " head " << h;
+      optrt::encodeInt8KvRow(&v[(t * hkv + h) * d], d, want.data());
+      ASSERT_TRUE(
+          std::equal(want.begin(), want.end(), valueCache.begin() + at))
+          << "values of token " << t << " head " << h;
+    }
+  for (int64_t i = 0; i < bs * hkv * row; ++i) // block 2 stays untouched
+    ASSERT_EQ(keyCache[2 * bs * hkv * row + i], 0x55);
+
+  std::vector<float> q = random(tokens * hq * d, -2, 2);
+  std::vector<int32_t> queryStart = {0, int32_t(tokens)},
+                       contextLen = {int32_t(tokens)};
+  std::vector<float> out(tokens * hq * d, 0.0f);
+  M3f dq = makeMemRef(q.data(), {tokens, hq, d});
+  M1i dstart = makeMemRef(queryStart.data(), {2});
+  M1i dctx = makeMemRef(contextLen.data(), {1});
+  M2i dtable = makeMemRef(table.data(), {1, 3});
+  M3f dout = makeMemRef(out.data(), {tokens, hq, d});
+  attention(&dq, &dkc, &dvc, &dstart, &dctx, &dtable, &dout);
+  auto decoded = [&](const std::vector<uint8_t> &cache, int64_t j,
+                     int64_t g) {
+    std::vector<float> x(d);
+    optrt::decodeInt8KvRow(&cache[(slots[j] * hkv + g) * row], d, x.data());
+    return x;
+  };
+  std::vector<float> got;
+  std::vector<double> expected;
+  for (int64_t t = 0; t < tokens; ++t)
+    for (int64_t h = 0; h < hq; ++h) {
+      int64_t g = h / group;
+      std::vector<double> scores(t + 1), acc(d, 0.0);
+      double maxScore = -INFINITY, sum = 0;
+      for (int64_t j = 0; j <= t; ++j) {
+        std::vector<float> key = decoded(keyCache, j, g);
+        double dot = 0;
+        for (int64_t e = 0; e < d; ++e)
+          dot += double(q[(t * hq + h) * d + e]) * key[e];
+        scores[j] = dot * p.scale;
+        maxScore = std::max(maxScore, scores[j]);
+      }
+      for (int64_t j = 0; j <= t; ++j) {
+        double w = std::exp(scores[j] - maxScore);
+        sum += w;
+        std::vector<float> value = decoded(valueCache, j, g);
+        for (int64_t e = 0; e < d; ++e)
+          acc[e] += w * value[e];
+      }
+      for (int64_t e = 0; e < d; ++e) {
+        got.push_back(out[(t * hq + h) * d + e]);
+        expected.push_back(acc[e] / sum);
+      }
+    }
+  EXPECT_LT(relativeL2(got, expected), 1e-5);
 }
 
 } // namespace
