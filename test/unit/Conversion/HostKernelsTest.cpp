@@ -18,6 +18,7 @@
 #include "mlir/IR/Diagnostics.h"
 #include "mlir/IR/MLIRContext.h"
 #include "mlir/IR/Verifier.h"
+#include "test/unit/Numerics.h"
 
 #include <gtest/gtest.h>
 
@@ -133,16 +134,7 @@ std::vector<PagedAttentionParams> attentionConfigs() {
   return configs;
 }
 
-double relativeL2(const std::vector<float> &got,
-                  const std::vector<double> &want) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < want.size(); ++i) {
-    double d = double(got[i]) - want[i];
-    num += d * d;
-    den += want[i] * want[i];
-  }
-  return std::sqrt(num / (den > 0 ? den : 1));
-}
+using optmlir::test::relativeL2;
 
 /// HF's inverse frequencies, transcribed from transformers'
 /// _compute_default_rope_parameters and _compute_llama3_parameters.

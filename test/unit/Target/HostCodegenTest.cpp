@@ -21,6 +21,7 @@
 
 #include "llvm/ADT/SmallString.h"
 #include "llvm/Support/FileSystem.h"
+#include "test/unit/Numerics.h"
 
 #include <gtest/gtest.h>
 
@@ -227,16 +228,7 @@ protected:
   std::mt19937 rng{1234};
 };
 
-double relativeL2(const std::vector<float> &got,
-                  const std::vector<double> &want) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < want.size(); ++i) {
-    double d = got[i] - want[i];
-    num += d * d;
-    den += want[i] * want[i];
-  }
-  return std::sqrt(num / (den > 0 ? den : 1));
-}
+using optmlir::test::relativeL2;
 
 TEST_F(HostCodegenTest, ElementwiseAdd) {
   auto module = compileAndLoad(kAddKernel, "add");

@@ -11,6 +11,7 @@
 #include "runtime/cuda/CudaDevice.h"
 #include "runtime/cuda/CudaGraph.h"
 #include "runtime/cuda/CudaModule.h"
+#include "test/unit/Numerics.h"
 
 #include <gtest/gtest.h>
 
@@ -344,16 +345,7 @@ void randomMatrix(std::mt19937 &rng, int64_t count, GemmType type,
   }
 }
 
-double relativeL2(const std::vector<float> &got,
-                  const std::vector<double> &want) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < got.size(); ++i) {
-    double d = double(got[i]) - want[i];
-    num += d * d;
-    den += want[i] * want[i];
-  }
-  return std::sqrt(num / (den > 0 ? den : 1));
-}
+using optmlir::test::relativeL2;
 
 class CudaCublasLtTest : public CudaTest {
 protected:

@@ -10,6 +10,7 @@
 #include "runtime/artifact/Artifact.h"
 #include "runtime/exec/ModelExecutor.h"
 #include "optmlir/Support/SafeTensors.h"
+#include "test/unit/Numerics.h"
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -112,14 +113,7 @@ Reference loadReference(const ModelUnderTest &model) {
   return ref;
 }
 
-double relativeL2(const float *actual, const std::vector<float> &expected) {
-  double diff = 0, norm = 0;
-  for (size_t i = 0; i < expected.size(); ++i) {
-    diff += std::pow(double(actual[i]) - expected[i], 2);
-    norm += std::pow(double(expected[i]), 2);
-  }
-  return std::sqrt(diff / norm);
-}
+using optmlir::test::relativeL2;
 
 int32_t argmax(const float *row, int32_t vocab) {
   return std::max_element(row, row + vocab) - row;

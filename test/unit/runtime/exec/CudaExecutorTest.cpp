@@ -22,6 +22,7 @@
 #include "runtime/artifact/Artifact.h"
 #include "runtime/cuda/CudaDevice.h"
 #include "runtime/exec/ModelExecutor.h"
+#include "test/unit/Numerics.h"
 
 #include <gtest/gtest.h>
 
@@ -40,15 +41,7 @@ std::string artifactPath(const char *name) {
          name;
 }
 
-double relativeL2(const std::vector<float> &got,
-                  const std::vector<float> &want) {
-  double diff = 0, norm = 0;
-  for (size_t i = 0; i < want.size(); ++i) {
-    diff += std::pow(double(got[i]) - want[i], 2);
-    norm += std::pow(double(want[i]), 2);
-  }
-  return std::sqrt(diff / std::max(norm, 1e-30));
-}
+using optmlir::test::relativeL2;
 
 /// Sequences of one executor, each with its own blocks; a step feeds every
 /// sequence its next tokens and returns the logits of all of them.

@@ -10,6 +10,7 @@
 
 #include "runtime/artifact/Artifact.h"
 #include "runtime/exec/ModelExecutor.h"
+#include "test/unit/Numerics.h"
 
 #include <gtest/gtest.h>
 
@@ -19,15 +20,7 @@ using namespace optrt;
 
 namespace {
 
-double relativeL2(const std::vector<float> &got,
-                  const std::vector<float> &want) {
-  double diff = 0, norm = 0;
-  for (size_t i = 0; i < want.size(); ++i) {
-    diff += std::pow(double(got[i]) - want[i], 2);
-    norm += std::pow(double(want[i]), 2);
-  }
-  return std::sqrt(diff / std::max(norm, 1e-30));
-}
+using optmlir::test::relativeL2;
 
 class KvCacheFormatsTest : public ::testing::TestWithParam<const char *> {
 protected:
