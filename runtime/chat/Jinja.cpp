@@ -28,8 +28,15 @@ namespace jinja {
 
 Value Value::undefined(std::string hint) {
   Value v;
-  v.s = std::make_shared<const std::string>(std::move(hint));
+  if (!hint.empty())
+    v.data = std::make_shared<const std::string>(std::move(hint));
   return v;
+}
+
+const std::string &Value::undefinedHint() const {
+  static const std::string none;
+  const StringPtr *hint = std::get_if<StringPtr>(&data);
+  return hint ? **hint : none;
 }
 
 Value Value::none() {
@@ -38,20 +45,21 @@ Value Value::none() {
   return v;
 }
 
-Value::Value(bool b) : k(Kind::Bool), b(b) {}
-Value::Value(int64_t i) : k(Kind::Int), i(i) {}
-Value::Value(double f) : k(Kind::Float), f(f) {}
+Value::Value(bool b) : k(Kind::Bool), data(b) {}
+Value::Value(int64_t i) : k(Kind::Int), data(i) {}
+Value::Value(double f) : k(Kind::Float), data(f) {}
 Value::Value(std::string s)
-    : k(Kind::String), s(std::make_shared<const std::string>(std::move(s))) {}
+    : k(Kind::String), data(std::make_shared<const std::string>(std::move(s))) {
+}
 Value::Value(List items)
-    : k(Kind::List), list(std::make_shared<const List>(std::move(items))) {}
+    : k(Kind::List), data(std::make_shared<const List>(std::move(items))) {}
 Value::Value(Dict dict)
-    : k(Kind::Dict), dict(std::make_shared<Dict>(std::move(dict))) {}
+    : k(Kind::Dict), data(std::make_shared<Dict>(std::move(dict))) {}
 
 Value Value::function(std::shared_ptr<const Function> fn) {
   Value v;
   v.k = Kind::Function;
-  v.fn = std::move(fn);
+  v.data = std::move(fn);
   return v;
 }
 
@@ -67,17 +75,17 @@ bool Value::truthy() const {
   case Kind::None:
     return false;
   case Kind::Bool:
-    return b;
+    return asBool();
   case Kind::Int:
-    return i != 0;
+    return asInt() != 0;
   case Kind::Float:
-    return f != 0.0;
+    return asFloat() != 0.0;
   case Kind::String:
-    return !s->empty();
+    return !asString().empty();
   case Kind::List:
-    return !list->empty();
+    return !asList().empty();
   case Kind::Dict:
-    return ns || dict->size() != 0;
+    return ns || asDict().size() != 0;
   case Kind::Function:
     return true;
   }
@@ -1950,9 +1958,9 @@ bool Parser::parseFilters(ExprPtr &out) {
 
 /// Bounds on one render, so that no template runs away.
 constexpr size_t kMaxOutputBytes = 16u << 20;
-constexpr int64_t kMaxSteps = 1'000'000;
+constexpr int64_t kMaxSteps = 300'000;
 constexpr int kMaxCallDepth = 64;
-constexpr int64_t kMaxRangeLength = 100'000;
+constexpr int64_t kMaxRangeLength = 10'000;
 
 enum class Flow { Normal, Break, Continue };
 
@@ -2245,7 +2253,7 @@ bool Renderer::renderNode(const Node &node, Flow &flow) {
         return fail(node.line, "cannot assign attribute on a " +
                                    typeName(target) +
                                    " (only on a namespace())");
-      target.mutableNamespace().set(node.targets[1], std::move(v));
+      target.mutableDict().set(node.targets[1], std::move(v));
       return true;
     }
     return assignTargets(node.targets, v, node.line);
@@ -2359,11 +2367,14 @@ bool Renderer::renderFor(const Node &node, Flow &flow) {
         args.positional[static_cast<size_t>(*index) % args.positional.size()];
     return true;
   };
+  // One loop object, updated in place each iteration.
+  Value loopValue{Dict()};
+  Dict &loop = loopValue.mutableDict();
+  loop.set("cycle", Value::function(cycle));
   for (int64_t i = 0; i < length; ++i) {
-    *index = i;
     if (!step(node.line))
       return false;
-    Dict loop;
+    *index = i;
     loop.set("index", Value(i + 1));
     loop.set("index0", Value(i));
     loop.set("revindex", Value(length - i));
@@ -2378,11 +2389,10 @@ bool Renderer::renderFor(const Node &node, Flow &flow) {
     loop.set("nextitem", i + 1 < length
                              ? items[i + 1]
                              : Value::undefined("there is no next item"));
-    loop.set("cycle", Value::function(cycle));
     // Each iteration has its own scope: a set inside the loop is gone at
     // the next iteration and after the loop, as in jinja2.
     scopes.emplace_back();
-    assign("loop", Value(std::move(loop)));
+    assign("loop", loopValue);
     Flow inner = Flow::Normal;
     bool ok = assignTargets(node.targets, items[i], node.line) &&
               renderBody(node.bodies[0], inner);
@@ -2894,7 +2904,7 @@ bool Renderer::builtinFunction(const std::string &name, const Arguments &args,
     List items;
     for (int64_t i = start; stepSize > 0 ? i < stop : i > stop; i += stepSize) {
       if (static_cast<int64_t>(items.size()) >= kMaxRangeLength)
-        return fail(line, "range() is longer than 100,000 items");
+        return fail(line, "range() is longer than 10,000 items");
       items.push_back(Value(i));
       if ((stepSize > 0 && i > INT64_MAX - stepSize) ||
           (stepSize < 0 && i < INT64_MIN - stepSize))

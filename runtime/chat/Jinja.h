@@ -41,6 +41,7 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <variant>
 #include <vector>
 
 namespace optrt {
@@ -94,33 +95,42 @@ public:
   bool isNumber() const { return isInteger() || k == Kind::Float; }
   bool isNamespace() const { return k == Kind::Dict && ns; }
 
-  bool asBool() const { return b; }
-  int64_t asInt() const { return k == Kind::Bool ? (b ? 1 : 0) : i; }
-  double asFloat() const {
-    return k == Kind::Float ? f : static_cast<double>(asInt());
+  bool asBool() const { return std::get<bool>(data); }
+  int64_t asInt() const {
+    return k == Kind::Bool ? (asBool() ? 1 : 0) : std::get<int64_t>(data);
   }
-  const std::string &asString() const { return *s; }
-  const List &asList() const { return *list; }
-  const Dict &asDict() const { return *dict; }
-  /// Namespaces only: the dict `set ns.x = ...` writes.
-  Dict &mutableNamespace() const { return *dict; }
-  const Function &asFunction() const { return *fn; }
+  double asFloat() const {
+    return k == Kind::Float ? std::get<double>(data)
+                            : static_cast<double>(asInt());
+  }
+  const std::string &asString() const { return *std::get<StringPtr>(data); }
+  const List &asList() const { return *std::get<ListPtr>(data); }
+  const Dict &asDict() const { return *std::get<DictPtr>(data); }
+  /// The dict itself, shared by every copy of this value: what
+  /// `set ns.x = ...` writes into a namespace, and what the renderer
+  /// updates in its loop object between iterations.
+  Dict &mutableDict() const { return *std::get<DictPtr>(data); }
+  const Function &asFunction() const { return *std::get<FunctionPtr>(data); }
   /// What an Undefined stands for, for messages ("'x' is undefined").
-  const std::string &undefinedHint() const { return *s; }
+  const std::string &undefinedHint() const;
 
   /// Python truthiness.
   bool truthy() const;
 
 private:
+  using StringPtr = std::shared_ptr<const std::string>;
+  using ListPtr = std::shared_ptr<const List>;
+  using DictPtr = std::shared_ptr<Dict>;
+  using FunctionPtr = std::shared_ptr<const Function>;
+
   Kind k = Kind::Undefined;
-  bool b = false;
+  /// A namespace() (a Dict whose attributes may be set).
   bool ns = false;
-  int64_t i = 0;
-  double f = 0;
-  std::shared_ptr<const std::string> s;
-  std::shared_ptr<const List> list;
-  std::shared_ptr<Dict> dict;
-  std::shared_ptr<const Function> fn;
+  /// Containers are shared, never copied: templates cannot change them
+  /// (transformers renders in an immutable sandbox), namespaces aside.
+  std::variant<std::monostate, bool, int64_t, double, StringPtr, ListPtr,
+               DictPtr, FunctionPtr>
+      data;
 };
 
 /// A dict with string keys in insertion order (templates only ever index
