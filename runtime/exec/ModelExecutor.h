@@ -86,6 +86,11 @@ struct ExecutorOptions {
   double gpuMemoryUtilization = 0.9;
   /// Host threads for the CPU executor (0: all cores).
   int32_t numThreads = 0;
+  /// The CPU executor writes its whole KV cache once at load, so that its
+  /// pages are resident from the start: a server's memory then stays flat
+  /// instead of growing as blocks are first used. (GPU memory is always
+  /// resident.)
+  bool touchKvCache = false;
   /// GPU executors replay CUDA graphs for decode steps.
   bool useCudaGraphs = true;
   /// Seed of the values that fill virtual weights (--random-weights
