@@ -183,10 +183,14 @@ bool isPythonSpace(uint32_t cp) {
 std::string pythonStrip(const std::string &s, const Value *chars, bool left,
                         bool right) {
   std::vector<std::string_view> cps = codePoints(s);
+  // The views of `set` point into charsText: it must outlive them.
+  std::string charsText;
   std::vector<std::string_view> set;
   bool whitespace = !chars || chars->isNone();
-  if (!whitespace)
-    set = codePoints(toString(*chars));
+  if (!whitespace) {
+    charsText = toString(*chars);
+    set = codePoints(charsText);
+  }
   auto strip = [&](std::string_view c) {
     if (whitespace)
       return isPythonSpace(decodeCodePoint(c));
@@ -3204,7 +3208,8 @@ bool Renderer::applyTest(const std::string &name, const Value &v,
     // Python's islower()/isupper(): some cased character, none of the
     // other case.
     bool cased = false, all = true;
-    for (std::string_view c : codePoints(toString(v))) {
+    std::string text = toString(v);
+    for (std::string_view c : codePoints(text)) {
       uint32_t cp = decodeCodePoint(c);
       if (!isCased(cp))
         continue;

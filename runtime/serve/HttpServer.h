@@ -44,8 +44,10 @@ struct ServerConfig {
   std::string modelName = "model";
   /// Larger request bodies get a 413.
   size_t maxBodyBytes = 4u << 20;
-  /// Handler threads: requests served at once (each waits for its tokens).
-  int numThreads = 64;
+  /// Handler threads: HTTP requests served at once (each holds a thread
+  /// while it waits for its tokens; more wait for a thread). As many as the
+  /// engine's default --max-num-seqs, so that those can all be running.
+  int numThreads = 256;
   /// How long a streaming request waits silently before a keep-alive
   /// comment checks that its client is still there.
   std::chrono::milliseconds keepAliveInterval{1000};

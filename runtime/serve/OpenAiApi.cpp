@@ -2,6 +2,7 @@
 
 #include "runtime/serve/OpenAiApi.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
