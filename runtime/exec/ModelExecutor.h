@@ -168,6 +168,15 @@ public:
   /// Measures the copy bandwidth and matmul peak of the executor's device
   /// (takes a second or so). Zeros where an executor cannot measure.
   virtual DeviceCeilings measureCeilings() { return {}; }
+
+  /// Makes the executor usable from the calling thread. A CUDA context is
+  /// current only on the thread that made it current, so a GPU executor
+  /// stepped from another thread than the one that loaded it (a server's
+  /// engine thread) needs this first; the CPU executor needs nothing.
+  virtual bool bindToCurrentThread(std::string &error) {
+    (void)error;
+    return true;
+  }
 };
 
 /// Element `index` of virtual weight number `weight`, filled from `seed`.

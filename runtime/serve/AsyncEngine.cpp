@@ -35,7 +35,8 @@ bool OutputChannel::wait(std::vector<ChoiceEvent> &out,
 
 // Buckets as vLLM's, with finer steps below 10 ms for fast GPUs and small
 // models.
-AsyncEngine::AsyncEngine(Engine &engine)
+AsyncEngine::AsyncEngine(Engine &engine,
+                         std::function<bool(std::string &)> prepareThread)
     : engine(engine),
       timeToFirstToken({0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25,
                         0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0}),
@@ -45,7 +46,25 @@ AsyncEngine::AsyncEngine(Engine &engine)
       requestLatency({0.1, 0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0,
                       20.0, 30.0, 40.0, 50.0, 60.0, 120.0, 300.0}) {
   updateSnapshot();
-  thread = std::thread([this] { run(); });
+  std::promise<std::string> started;
+  std::future<std::string> startResult = started.get_future();
+  thread = std::thread([this, &started, prepareThread] {
+    std::string error;
+    if (prepareThread && !prepareThread(error)) {
+      if (error.empty())
+        error = "the engine thread's preparation failed";
+      {
+        std::lock_guard<std::mutex> lock(queueMutex);
+        stopping = true;
+      }
+      stopped = true;
+      started.set_value(error);
+      return;
+    }
+    started.set_value("");
+    run();
+  });
+  threadError = startResult.get();
 }
 
 AsyncEngine::~AsyncEngine() { stop(); }
@@ -87,13 +106,14 @@ void AsyncEngine::cancel(uint64_t ticket) {
 void AsyncEngine::stop() {
   {
     std::lock_guard<std::mutex> lock(queueMutex);
-    if (stopping)
-      return;
     stopping = true;
   }
   queueReady.notify_one();
-  if (thread.joinable())
-    thread.join();
+  // Other callers wait until the first has joined the thread.
+  std::call_once(joined, [this] {
+    if (thread.joinable())
+      thread.join();
+  });
   stopped = true;
 }
 

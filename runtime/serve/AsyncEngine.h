@@ -24,6 +24,8 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
+#include <future>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -74,8 +76,12 @@ struct ServingSnapshot {
 class AsyncEngine {
 public:
   /// Starts the engine thread; `engine` must outlive this object and must
-  /// not be touched by anyone else meanwhile.
-  explicit AsyncEngine(Engine &engine);
+  /// not be touched by anyone else meanwhile. `prepareThread`, if given,
+  /// runs first on the engine thread (ModelExecutor::bindToCurrentThread);
+  /// when it fails, startError() says why and every request is refused.
+  explicit AsyncEngine(
+      Engine &engine,
+      std::function<bool(std::string &error)> prepareThread = nullptr);
   /// Stops (see stop()).
   ~AsyncEngine();
   AsyncEngine(const AsyncEngine &) = delete;
@@ -97,6 +103,8 @@ public:
   /// says the server is shutting down) and joins the thread. Idempotent.
   void stop();
   bool running() const { return !stopped.load(); }
+  /// Why the engine thread could not start; empty if it did.
+  const std::string &startError() const { return threadError; }
 
   ServingSnapshot snapshot() const;
   /// The serving metrics in Prometheus' text exposition format.
@@ -130,6 +138,8 @@ private:
 
   Engine &engine;
   std::thread thread;
+  std::once_flag joined;
+  std::string threadError;
   std::atomic<bool> stopped{false};
   std::atomic<uint64_t> nextTicket{1};
 

@@ -154,7 +154,15 @@ int runServe(ServeOptions options) {
   config.numThreads = options.httpThreads;
   config.keepAliveInterval = std::chrono::milliseconds(options.keepAliveMs);
 
-  optrt::serve::AsyncEngine async(engine);
+  // The engine thread steps the executor: a GPU executor's context must be
+  // current there.
+  optrt::serve::AsyncEngine async(engine, [&](std::string &threadError) {
+    return model.executor->bindToCurrentThread(threadError);
+  });
+  if (!async.startError().empty())
+    return reportError(options.path, "the engine thread cannot use the "
+                                     "device: " +
+                                         async.startError());
   optrt::serve::HttpServer server(async, served, config);
   if (!server.bind(error))
     return reportError("--port", error);

@@ -277,6 +277,31 @@ TEST(AsyncEngineTest, MetricsCountWhatHappened) {
   EXPECT_GT(residentMemoryBytes(), 1 << 20);
 }
 
+TEST(AsyncEngineTest, PreparesItsThreadOrRefusesEverything) {
+  FakeExecutor executor(limits());
+  Engine engine(executor, options());
+  std::thread::id prepared;
+  AsyncEngine async(engine, [&](std::string &) {
+    prepared = std::this_thread::get_id();
+    return true;
+  });
+  EXPECT_TRUE(async.startError().empty());
+  EXPECT_NE(prepared, std::this_thread::get_id());
+  auto channel = std::make_shared<OutputChannel>();
+  async.submit(channel, 0, {5, 6}, greedy(2));
+  EXPECT_EQ(collect(*channel).tokens.size(), 2u);
+
+  AsyncEngine failed(engine, [](std::string &error) {
+    error = "no device here";
+    return false;
+  });
+  EXPECT_EQ(failed.startError(), "no device here");
+  EXPECT_FALSE(failed.running());
+  auto refused = std::make_shared<OutputChannel>();
+  failed.submit(refused, 0, {5, 6}, greedy(2));
+  EXPECT_TRUE(collect(*refused, std::chrono::seconds(1)).refused);
+}
+
 TEST(MetricsTest, HistogramsAreCumulativeWithInfAndSum) {
   Histogram h({0.1, 1.0, 10.0});
   for (double v : {0.05, 0.1, 0.5, 20.0})
