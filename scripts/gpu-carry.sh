@@ -16,6 +16,11 @@ for tiny in qwen2_tiny llama_tiny; do
     "$build"/test/unit/runtime/exec/$tiny.sm_90a.optpkg "$carry/"
 done
 cp -L /lib/x86_64-linux-gnu/libpcre2-8.so.0 "$carry/lib/"
+# optrun serve's HTTP library and its compression libraries (OpenSSL and
+# zlib are on any machine with CUDA).
+for lib in libcpp-httplib.so.0.11 libbrotlidec.so.1 libbrotlienc.so.1 libbrotlicommon.so.1; do
+  cp -L "/lib/x86_64-linux-gnu/$lib" "$carry/lib/"
+done
 "$build/bin/optc" compile "$shared/main" --target=sm_90a -o "$carry/main.sm_90a.optpkg"
 # For bench/run_gpu_bench.sh: the benchmark shapes with random weights (no
 # weight data: a few hundred KiB each) and the main model's config for the

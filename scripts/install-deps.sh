@@ -10,6 +10,7 @@ packages=(
   clang-22 libclang-rt-22-dev
   flatbuffers-compiler libflatbuffers-dev libxxhash-dev libcli11-dev
   nlohmann-json3-dev libpcre2-dev libopenblas-dev libgtest-dev libgmock-dev
+  libcpp-httplib-dev
 )
 
 missing=()

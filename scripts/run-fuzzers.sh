@@ -7,7 +7,8 @@
 # SECONDS defaults to 30 (per fuzzer); BUILD_DIR to <repo>/build-fuzz. CLANGXX
 # overrides the compiler (default clang++-22). Crashing inputs are written to
 # BUILD_DIR/artifacts/; replay one with BUILD_DIR/safetensors_fuzzer FILE
-# (or BUILD_DIR/artifact_fuzzer FILE for artifact-* inputs).
+# (or BUILD_DIR/<name>_fuzzer FILE for <name>-* inputs: artifact, request,
+# chat_template).
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -181,4 +182,126 @@ if [ "$status" -ne 0 ]; then
   echo "artifact_fuzzer FAILED (exit $status); see $build/artifacts/" >&2
   exit "$status"
 fi
+# --- request_fuzzer: OpenAI request bodies (optrun serve) ----------------
+# --- chat_template_fuzzer: the Jinja subset of chat templates ------------
+chat_srcs=("$repo/runtime/chat/ChatTemplate.cpp" "$repo/runtime/chat/Jinja.cpp")
+echo "== building request_fuzzer and chat_template_fuzzer with $cxx"
+"$cxx" "${flags[@]}" -I "$repo" -o "$build/request_fuzzer" \
+  "$repo/test/fuzz/request_fuzzer.cpp" "$repo/runtime/serve/OpenAiApi.cpp" \
+  "$repo/runtime/core/Sampler.cpp" "${chat_srcs[@]}"
+"$cxx" "${flags[@]}" -I "$repo" -o "$build/chat_template_fuzzer" \
+  "$repo/test/fuzz/chat_template_fuzzer.cpp" "${chat_srcs[@]}"
+
+# Seeds: request bodies (first byte: 0 completions, 1 chat) and the real
+# chat templates of test/data.
+rseeds="$build/seeds/request"
+rm -rf "$rseeds"
+mkdir -p "$rseeds"
+python3 - "$rseeds" <<'PY'
+import json, os, sys
+out = sys.argv[1]
+bodies = [
+    (0, {"model": "m", "prompt": "Hello", "max_tokens": 8, "temperature": 0.7,
+         "top_p": 0.9, "n": 2, "stop": ["\n"], "seed": 3, "logprobs": 2,
+         "stream": True, "stream_options": {"include_usage": True}}),
+    (0, {"prompt": [[0, 5, 9], "text"], "top_k": 5, "min_p": 0.1,
+         "repetition_penalty": 1.1, "ignore_eos": True, "priority": -1}),
+    (1, {"messages": [{"role": "system", "content": "Be brief."},
+                      {"role": "user", "content": [{"type": "text", "text": "Hi"}]},
+                      {"role": "assistant", "content": None,
+                       "tool_calls": [{"id": "c", "function": {"name": "f", "arguments": "{}"}}]}],
+         "max_completion_tokens": 4, "logprobs": True, "top_logprobs": 3,
+         "presence_penalty": 0.5, "frequency_penalty": -0.5}),
+]
+for i, (endpoint, body) in enumerate(bodies):
+    with open(os.path.join(out, "body%d" % i), "wb") as f:
+        f.write(bytes([endpoint]) + json.dumps(body).encode())
+PY
+rdict="$build/seeds/request.dict"
+cat > "$rdict" <<'DICT'
+"\"prompt\""
+"\"messages\""
+"\"role\""
+"\"content\""
+"\"user\""
+"\"assistant\""
+"\"system\""
+"\"type\""
+"\"text\""
+"\"max_tokens\""
+"\"temperature\""
+"\"top_p\""
+"\"top_k\""
+"\"n\""
+"\"stop\""
+"\"seed\""
+"\"stream\""
+"\"stream_options\""
+"\"include_usage\""
+"\"logprobs\""
+"\"top_logprobs\""
+"\"stop_token_ids\""
+"\"priority\""
+"true"
+"false"
+"null"
+"1e300"
+"-0"
+"2147483648"
+"18446744073709551616"
+DICT
+tseeds="$build/seeds/chat_template"
+rm -rf "$tseeds"
+mkdir -p "$tseeds"
+cp "$repo"/test/data/chat_templates/*.jinja "$tseeds/"
+tdict="$build/seeds/chat_template.dict"
+cat > "$tdict" <<'DICT'
+"{{"
+"}}"
+"{%"
+"%}"
+"{#"
+"#}"
+"{%-"
+"-%}"
+"for "
+" in "
+"endfor"
+"if "
+"elif "
+"else"
+"endif"
+"set "
+"namespace("
+"macro "
+"endmacro"
+"loop.index0"
+"loop.last"
+"messages"
+"message['content']"
+"|tojson"
+"|trim"
+"|length"
+"raise_exception("
+" is defined"
+" is not none"
+"[1:]"
+"range("
+DICT
+
+for target in request chat_template; do
+  corpus="$build/corpus/$target"
+  mkdir -p "$corpus"
+  extra=(-dict="$rdict")
+  if [ "$target" = chat_template ]; then extra=(-dict="$tdict"); fi
+  echo "== running ${target}_fuzzer for ${seconds}s"
+  "$build/${target}_fuzzer" "$corpus" "$build/seeds/$target" "${extra[@]}" \
+    -max_total_time="$seconds" -timeout=10 -rss_limit_mb=4096 \
+    -max_len=8192 -print_final_stats=1 \
+    -artifact_prefix="$build/artifacts/$target-" || status=$?
+  if [ "$status" -ne 0 ]; then
+    echo "${target}_fuzzer FAILED (exit $status); see $build/artifacts/" >&2
+    exit "$status"
+  fi
+done
 echo "== all fuzzers passed"

@@ -549,7 +549,7 @@ ArtifactSpec Artifact::toSpec() const {
     spec.weights.push_back(std::move(out));
   }
   if (const fb::Tokenizer *t = tokenizer())
-    spec.tokenizer = Tokenizer{s(t->kind()), s(t->json())};
+    spec.tokenizer = Tokenizer{s(t->kind()), s(t->json()), s(t->config_json())};
   if (const fb::GenerationDefaults *g = generation()) {
     spec.generation.temperature = opt(g->temperature());
     spec.generation.topP = opt(g->top_p());

@@ -127,6 +127,8 @@ struct WeightInfo {
 struct Tokenizer {
   std::string kind;
   std::string json;
+  /// tokenizer_config.json, verbatim; empty: the checkpoint had none.
+  std::string configJson;
 };
 
 struct GenerationDefaults {

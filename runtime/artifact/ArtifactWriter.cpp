@@ -194,7 +194,10 @@ std::vector<uint8_t> packArtifact(const ArtifactSpec &spec) {
   if (spec.tokenizer) {
     auto kind = b.CreateString(spec.tokenizer->kind);
     auto json = b.CreateString(spec.tokenizer->json);
-    tokenizer = fb::CreateTokenizer(b, kind, json);
+    Offset<flatbuffers::String> configJson;
+    if (!spec.tokenizer->configJson.empty())
+      configJson = b.CreateString(spec.tokenizer->configJson);
+    tokenizer = fb::CreateTokenizer(b, kind, json, configJson);
   }
   const GenerationDefaults &g = spec.generation;
   auto generation = fb::CreateGenerationDefaults(

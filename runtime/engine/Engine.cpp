@@ -6,22 +6,33 @@
 
 #include <algorithm>
 #include <cassert>
+#include <limits>
 
 namespace optrt {
 
 struct Engine::Request {
   Request(RequestId id, std::vector<TokenId> prompt,
           const SamplingParams &params, const SamplingParams &stopParams,
-          int64_t maxOutput, const EngineOptions &options)
+          int64_t maxOutput, int32_t priority, const EngineOptions &options)
       : id(id), tokens(std::move(prompt)), promptLength(tokens.size()),
         params(params), state(params, tokens),
-        stop(stopParams, options.eosTokenIds), maxOutput(maxOutput) {
+        stop(stopParams, options.eosTokenIds), maxOutput(maxOutput),
+        priority(priority) {
     if (options.tokenizer)
       decoder.emplace(*options.tokenizer, options.skipSpecialTokens);
   }
 
   int64_t numUncomputed() const {
     return static_cast<int64_t>(tokens.size()) - numComputed;
+  }
+  /// Ids grow with arrival, so (priority, id) is the waiting order.
+  bool waitsBefore(const Request &other) const {
+    return priority != other.priority ? priority < other.priority
+                                      : id < other.id;
+  }
+  bool runsBefore(const Request &other) const {
+    return priority != other.priority ? priority < other.priority
+                                      : admission < other.admission;
   }
 
   RequestId id;
@@ -34,6 +45,9 @@ struct Engine::Request {
   StopChecker stop;
   std::optional<StreamingDecoder> decoder;
   int64_t maxOutput;
+  int32_t priority;
+  /// When it was last admitted (a counter).
+  uint64_t admission = 0;
   /// Leading tokens whose KV is in the cache.
   int64_t numComputed = 0;
   bool hasBlocks = false;
@@ -48,9 +62,12 @@ Engine::Engine(ModelExecutor &executor, EngineOptions options)
                  ? std::min(this->options.maxTokensPerStep,
                             limits.maxTokensPerStep)
                  : limits.maxTokensPerStep),
-      maxContext(std::min<int64_t>(limits.maxContextLength,
-                                   static_cast<int64_t>(limits.numBlocks) *
-                                       limits.blockSize)),
+      maxContext(std::min<int64_t>(
+          {limits.maxContextLength,
+           static_cast<int64_t>(limits.numBlocks) * limits.blockSize,
+           this->options.maxModelLength > 0
+               ? this->options.maxModelLength
+               : std::numeric_limits<int64_t>::max()})),
       blocks(limits.numBlocks, limits.blockSize,
              this->options.enablePrefixCaching) {}
 
@@ -58,7 +75,8 @@ Engine::~Engine() = default;
 
 std::optional<RequestId> Engine::addRequest(std::vector<TokenId> promptIds,
                                             const SamplingParams &params,
-                                            std::string &error) {
+                                            std::string &error,
+                                            int32_t priority) {
   if (promptIds.empty()) {
     error = "the prompt is empty";
     return std::nullopt;
@@ -88,9 +106,10 @@ std::optional<RequestId> Engine::addRequest(std::vector<TokenId> promptIds,
   stopParams.maxTokens = maxOutput;
 
   RequestId id = nextId++;
-  auto request = std::make_unique<Request>(id, std::move(promptIds), params,
-                                           stopParams, maxOutput, options);
-  waiting.push_back(request.get());
+  auto request =
+      std::make_unique<Request>(id, std::move(promptIds), params, stopParams,
+                                maxOutput, priority, options);
+  enqueueWaiting(*request);
   requests.emplace(id, std::move(request));
   return id;
 }
@@ -121,8 +140,15 @@ void Engine::preempt(Request &r) {
   r.hasBlocks = false;
   r.numComputed = 0;
   running.erase(std::find(running.begin(), running.end(), &r));
-  waiting.push_front(&r);
+  enqueueWaiting(r);
   ++counters.numPreemptions;
+}
+
+void Engine::enqueueWaiting(Request &r) {
+  auto before = std::upper_bound(
+      waiting.begin(), waiting.end(), &r,
+      [](const Request *a, const Request *b) { return a->waitsBefore(*b); });
+  waiting.insert(before, &r);
 }
 
 Engine::Request *Engine::preemptNewest() {
@@ -199,8 +225,17 @@ bool Engine::admitWaiting(int32_t &remaining, std::vector<Scheduled> &batch) {
   r.hasBlocks = true;
   r.numComputed = *hit;
   counters.numCachedTokens += *hit;
+  if (blocks.prefixCachingEnabled())
+    counters.numPrefixQueryTokens += static_cast<int64_t>(all.size());
   waiting.pop_front();
-  running.push_back(&r);
+  r.admission = nextAdmission++;
+  // Its admission is the newest: it goes after every request of its
+  // priority.
+  running.insert(std::upper_bound(running.begin(), running.end(), &r,
+                                  [](const Request *a, const Request *b) {
+                                    return a->runsBefore(*b);
+                                  }),
+                 &r);
   int32_t n = static_cast<int32_t>(end - *hit);
   r.inBatch = true;
   batch.push_back({&r, n});
@@ -237,7 +272,7 @@ std::vector<RequestOutput> Engine::step() {
     return outputs;
 
   // Schedule: decodes, then prefill chunks of running sequences, then new
-  // admissions, all in admission (FCFS) order.
+  // admissions, each in (priority, admission or arrival) order.
   std::vector<Scheduled> scheduled;
   int32_t remaining = budget;
   bool preempted = false;

@@ -5,9 +5,15 @@
 // prefill chunks of newer sequences into one ragged batch under a token
 // budget, as vLLM v1 does. KV blocks come from a BlockManager (with prefix
 // caching); when they run out, the most recently admitted running sequence
-// is preempted by recompute: its blocks are freed and it is requeued first,
-// to re-prefill its prompt and the tokens it generated. Its sampling state
-// is kept, so seeded sampling gives the same tokens after preemption.
+// of the lowest priority is preempted by recompute: its blocks are freed and
+// it is requeued ahead of later arrivals of its priority, to re-prefill its
+// prompt and the tokens it generated. Its sampling state is kept, so seeded
+// sampling gives the same tokens after preemption.
+//
+// Order: first come, first served, unless requests carry priorities (lower
+// values first, as in vLLM). Waiting requests are admitted in (priority,
+// arrival) order; running ones are scheduled in (priority, admission) order.
+// With every priority equal this is plain FCFS.
 //
 // Not thread-safe: one thread calls addRequest, cancel and step.
 //
@@ -41,6 +47,9 @@ struct EngineOptions {
   int32_t maxTokensPerStep = 0;
   /// Sequences running at once (holding KV blocks).
   int32_t maxNumSequences = 256;
+  /// Longest sequence (prompt and output) to serve; 0 or more than the
+  /// model's: the model's (see Engine::contextLimit).
+  int64_t maxModelLength = 0;
   bool enablePrefixCaching = true;
   /// Tokens that end a sequence (unless SamplingParams::ignoreEos).
   std::vector<TokenId> eosTokenIds;
@@ -79,6 +88,9 @@ struct EngineStats {
   /// in the prefix cache instead.
   int64_t numPrefillTokens = 0;
   int64_t numCachedTokens = 0;
+  /// Tokens looked up in the prefix cache when sequences were admitted
+  /// (numCachedTokens of them were found): the hit rate's denominator.
+  int64_t numPrefixQueryTokens = 0;
   int64_t numGeneratedTokens = 0;
 };
 
@@ -92,10 +104,11 @@ public:
 
   /// Queues a request. Refuses, setting `error`, an empty prompt, one longer
   /// than contextLimit(), token ids outside the vocabulary and invalid
-  /// parameters.
+  /// parameters. Lower `priority` values are served first; equal ones in
+  /// arrival order.
   std::optional<RequestId> addRequest(std::vector<TokenId> promptIds,
                                       const SamplingParams &params,
-                                      std::string &error);
+                                      std::string &error, int32_t priority = 0);
   /// Drops a waiting or running request and frees its blocks; false when
   /// `id` is unknown or already finished. It produces no further output.
   bool cancel(RequestId id);
@@ -108,9 +121,10 @@ public:
   size_t numWaiting() const { return waiting.size(); }
 
   /// Longest sequence (prompt and output) whose KV the engine will hold:
-  /// the model's context, capped by the cache so that one sequence alone
-  /// always fits. A request stops (FinishReason::Length) when its next token
-  /// would need more, so it generates at most contextLimit() - prompt + 1.
+  /// the model's context (or EngineOptions::maxModelLength), capped by the
+  /// cache so that one sequence alone always fits. A request stops
+  /// (FinishReason::Length) when its next token would need more, so it
+  /// generates at most contextLimit() - prompt + 1.
   int64_t contextLimit() const { return maxContext; }
   int32_t tokenBudget() const { return budget; }
   const BlockManager &blockManager() const { return blocks; }
@@ -127,9 +141,11 @@ private:
   bool scheduleRunning(Request &r, int32_t &remaining,
                        std::vector<Scheduled> &batch, bool &preempted);
   bool admitWaiting(int32_t &remaining, std::vector<Scheduled> &batch);
-  /// Preempts the most recently admitted running sequence not yet in the
-  /// batch being built; returns it.
+  /// Preempts the last running sequence (lowest priority, most recently
+  /// admitted) not yet in the batch being built; returns it.
   Request *preemptNewest();
+  /// Queues `r` among the waiting requests by (priority, arrival).
+  void enqueueWaiting(Request &r);
   void preempt(Request &r);
   void release(Request &r);
   RequestOutput emit(Request &r, TokenId token, const SampleResult &sample);
@@ -144,9 +160,10 @@ private:
   RequestId nextId = 1;
   uint64_t nextAdmission = 0;
   std::unordered_map<RequestId, std::unique_ptr<Request>> requests;
-  /// Admission order, oldest first.
+  /// (priority, admission) order.
   std::vector<Request *> running;
-  /// FCFS; preempted sequences go back to the front.
+  /// (priority, arrival) order: preempted sequences go back ahead of later
+  /// arrivals.
   std::deque<Request *> waiting;
   std::vector<float> logits;
   std::vector<int32_t> greedyTokens;

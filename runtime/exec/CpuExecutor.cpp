@@ -232,6 +232,8 @@ bool CpuExecutor::load(const ExecutorOptions &options, std::string &error) {
     kvCache.push_back(allocateBytes(kvBlockBytes * lims.numBlocks));
     if (!kvCache.back())
       return error = "out of memory for the KV cache", false;
+    if (options.touchKvCache)
+      std::memset(kvCache.back().get(), 0, kvBlockBytes * lims.numBlocks);
   }
 
   for (const fb::Buffer *buffer : *plan.buffers()) {

@@ -37,6 +37,10 @@ public:
   explicit CudaExecutor(const Artifact &artifact) : artifact(artifact) {}
   ~CudaExecutor() override { printProfile(); }
 
+  bool bindToCurrentThread(std::string &error) override {
+    return device->makeCurrent(error);
+  }
+
   bool load(const ExecutorOptions &options, std::string &error);
   const ExecutorLimits &limits() const override { return lims; }
   bool step(const StepBatch &batch, float *logits,

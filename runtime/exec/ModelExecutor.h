@@ -87,6 +87,11 @@ struct ExecutorOptions {
   double gpuMemoryUtilization = 0.9;
   /// Host threads for the CPU executor (0: all cores).
   int32_t numThreads = 0;
+  /// The CPU executor writes its whole KV cache once at load, so that its
+  /// pages are resident from the start: a server's memory then stays flat
+  /// instead of growing as blocks are first used. (GPU memory is always
+  /// resident.)
+  bool touchKvCache = false;
   /// GPU executors replay CUDA graphs for decode steps.
   bool useCudaGraphs = true;
   /// Seed of the values that fill virtual weights (--random-weights
@@ -170,6 +175,15 @@ public:
   /// Measures the copy bandwidth and matmul peak of the executor's device
   /// (takes a second or so). Zeros where an executor cannot measure.
   virtual DeviceCeilings measureCeilings() { return {}; }
+
+  /// Makes the executor usable from the calling thread. A CUDA context is
+  /// current only on the thread that made it current, so a GPU executor
+  /// stepped from another thread than the one that loaded it (a server's
+  /// engine thread) needs this first; the CPU executor needs nothing.
+  virtual bool bindToCurrentThread(std::string &error) {
+    (void)error;
+    return true;
+  }
 };
 
 /// Element `index` of virtual weight number `weight`, filled from `seed`.

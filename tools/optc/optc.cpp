@@ -505,8 +505,12 @@ int runCompile() {
     if (!tokenizerText)
       return fail(dir + "/tokenizer.json: " +
                   tokenizerText.getError().message());
-    spec.tokenizer = art::Tokenizer{"huggingface",
-                                    (*tokenizerText)->getBuffer().str()};
+    spec.tokenizer =
+        art::Tokenizer{"huggingface", (*tokenizerText)->getBuffer().str(), ""};
+    // The chat template and special token names, for `optrun serve`.
+    if (auto configText =
+            llvm::MemoryBuffer::getFile(dir + "/tokenizer_config.json"))
+      spec.tokenizer->configJson = (*configText)->getBuffer().str();
     readGenerationDefaults(dir, spec.generation);
   }
   spec.provenance.compiler = "optc 0.1";

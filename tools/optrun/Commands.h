@@ -10,6 +10,7 @@
 #define OPTMLIR_TOOLS_OPTRUN_COMMANDS_H
 
 #include "runtime/artifact/Artifact.h"
+#include "runtime/engine/Engine.h"
 #include "runtime/engine/TextDocuments.h"
 #include "runtime/exec/ModelExecutor.h"
 #include "runtime/tokenizer/Tokenizer.h"
@@ -33,6 +34,8 @@ void addGenerateCommand(CLI::App &app, int &exitCode);
 void addPerplexityCommand(CLI::App &app, int &exitCode);
 /// Adds `optrun bench`; sets `exitCode` when it runs.
 void addBenchCommand(CLI::App &app, int &exitCode);
+/// Adds `optrun serve`; sets `exitCode` when it runs.
+void addServeCommand(CLI::App &app, int &exitCode);
 
 // Text files (runtime/engine/TextDocuments.h).
 using optrt::readJsonLinesField;
@@ -49,6 +52,15 @@ struct LoadedModel {
 /// with `options`. On failure sets `error` to one line without the path.
 bool loadModel(const std::string &path, const optrt::ExecutorOptions &options,
                LoadedModel &model, std::string &error);
+
+/// Engine options for `model`: its tokenizer and end-of-sequence ids.
+optrt::EngineOptions engineOptionsFor(const LoadedModel &model);
+
+/// Overrides the fields of `params` that the artifact's generation defaults
+/// (generation_config.json) set: temperature, top_k, top_p,
+/// repetition_penalty and max_new_tokens.
+void applyGenerationDefaults(const optrt::artifact::Artifact &artifact,
+                             optrt::SamplingParams &params);
 
 /// Adds --gpu-memory-utilization F to a subcommand that runs an artifact
 /// (ExecutorOptions::gpuMemoryUtilization, default 0.9; the CPU executor

@@ -9,8 +9,6 @@
 
 #include "Commands.h"
 
-#include "runtime/engine/Engine.h"
-
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
@@ -67,22 +65,10 @@ bool readPromptFile(const std::string &path, std::vector<std::string> &prompts,
 /// decoding of kDefaultMaxTokens tokens.
 optrt::SamplingParams samplingParams(const GenerateOptions &options,
                                      const optrt::artifact::Artifact &a) {
-  const optrt::fb::GenerationDefaults *defaults = a.generation();
   optrt::SamplingParams params;
   params.temperature = 0.0f;
   params.maxTokens = kDefaultMaxTokens;
-  if (defaults) {
-    if (defaults->temperature())
-      params.temperature = defaults->temperature().value();
-    if (defaults->top_k())
-      params.topK = defaults->top_k().value();
-    if (defaults->top_p())
-      params.topP = defaults->top_p().value();
-    if (defaults->repetition_penalty())
-      params.repetitionPenalty = defaults->repetition_penalty().value();
-    if (defaults->max_new_tokens())
-      params.maxTokens = defaults->max_new_tokens().value();
-  }
+  applyGenerationDefaults(a, params);
   if (options.temperatureOption->count())
     params.temperature = options.temperature;
   if (options.topKOption->count())
@@ -123,11 +109,7 @@ int runGenerate(const GenerateOptions &options) {
   if (!loadModel(options.path, executorOptions, model, error))
     return reportError(options.path, error);
 
-  optrt::EngineOptions engineOptions;
-  engineOptions.tokenizer = model.tokenizer.get();
-  if (const auto *eos = model.artifact->model().eos_ids())
-    engineOptions.eosTokenIds.assign(eos->begin(), eos->end());
-  optrt::Engine engine(*model.executor, engineOptions);
+  optrt::Engine engine(*model.executor, engineOptionsFor(model));
 
   optrt::SamplingParams params = samplingParams(options, *model.artifact);
   if (!params.validate(error))

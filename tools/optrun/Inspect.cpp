@@ -270,11 +270,15 @@ void printWeights(const Artifact &a) {
 }
 
 void printRest(const Artifact &a) {
-  if (const optrt::fb::Tokenizer *t = a.tokenizer())
-    std::printf("tokenizer: %s, %s of tokenizer.json\n",
-                str(t->kind()).c_str(),
-                bytes(t->json() ? t->json()->size() : 0).c_str());
-  else
+  if (const optrt::fb::Tokenizer *t = a.tokenizer()) {
+    std::string config;
+    if (t->config_json())
+      config =
+          ", " + bytes(t->config_json()->size()) + " of tokenizer_config.json";
+    std::printf(
+        "tokenizer: %s, %s of tokenizer.json%s\n", str(t->kind()).c_str(),
+        bytes(t->json() ? t->json()->size() : 0).c_str(), config.c_str());
+  } else
     std::printf("tokenizer: none\n");
 
   std::string gen;

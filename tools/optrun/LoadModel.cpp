@@ -32,6 +32,31 @@ bool loadModel(const std::string &path, const optrt::ExecutorOptions &options,
   return model.executor != nullptr;
 }
 
+optrt::EngineOptions engineOptionsFor(const LoadedModel &model) {
+  optrt::EngineOptions options;
+  options.tokenizer = model.tokenizer.get();
+  if (const auto *eos = model.artifact->model().eos_ids())
+    options.eosTokenIds.assign(eos->begin(), eos->end());
+  return options;
+}
+
+void applyGenerationDefaults(const optrt::artifact::Artifact &artifact,
+                             optrt::SamplingParams &params) {
+  const optrt::fb::GenerationDefaults *defaults = artifact.generation();
+  if (!defaults)
+    return;
+  if (defaults->temperature())
+    params.temperature = defaults->temperature().value();
+  if (defaults->top_k())
+    params.topK = defaults->top_k().value();
+  if (defaults->top_p())
+    params.topP = defaults->top_p().value();
+  if (defaults->repetition_penalty())
+    params.repetitionPenalty = defaults->repetition_penalty().value();
+  if (defaults->max_new_tokens())
+    params.maxTokens = defaults->max_new_tokens().value();
+}
+
 CLI::Option *addGpuMemoryUtilizationOption(CLI::App *cmd, double &fraction) {
   return cmd
       ->add_option("--gpu-memory-utilization", fraction,

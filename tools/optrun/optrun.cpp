@@ -26,6 +26,7 @@ int main(int argc, char **argv) {
   optrun::addGenerateCommand(app, exitCode);
   optrun::addPerplexityCommand(app, exitCode);
   optrun::addBenchCommand(app, exitCode);
+  optrun::addServeCommand(app, exitCode);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError &e) {

@@ -247,6 +247,25 @@ TEST_F(ArtifactTest, VirtualWeightsHaveSizesButNoData) {
   }
 }
 
+TEST_F(ArtifactTest, KeepsTokenizerConfigOnlyWhenGiven) {
+  for (std::string config : {std::string(), std::string(R"({"chat_template":
+                                 "{{ messages[0].content }}"})")}) {
+    ArtifactSpec spec = sampleSpec();
+    spec.tokenizer->configJson = config;
+    ArtifactWriter writer(spec);
+    for (const SampleWeight &w : sampleWeights())
+      writer.addVirtualWeight(w.info);
+    std::string error;
+    std::vector<uint8_t> bytes =
+        assemble(writer.buildFlatbuffer(error), {}, kFlagVirtualWeights);
+    auto artifact = Artifact::fromBytes(bytes.data(), bytes.size(), error);
+    ASSERT_TRUE(artifact) << error;
+    // Absent, not empty, so that a reader can tell "none" apart.
+    EXPECT_EQ(artifact->tokenizer()->config_json() != nullptr, !config.empty());
+    EXPECT_EQ(artifact->toSpec().tokenizer->configJson, config);
+  }
+}
+
 TEST_F(ArtifactTest, StreamsWeightsAndReportsProgress) {
   ArtifactWriter writer(sampleSpec());
   std::vector<SampleWeight> weights = sampleWeights();

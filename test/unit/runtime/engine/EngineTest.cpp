@@ -223,7 +223,89 @@ TEST(EngineTest, PrefixCacheHitsGiveTheSameOutputs) {
     EXPECT_EQ(runToEnd(engine)[*id], alone[i]) << "prompt " << i;
   }
   EXPECT_GE(engine.stats().numCachedTokens, 12);
+  // Every prompt token was looked up once (no preemption here).
+  int64_t numPromptTokens = 0;
+  for (const Job &job : jobs)
+    numPromptTokens += static_cast<int64_t>(job.prompt.size());
+  EXPECT_EQ(engine.stats().numPrefixQueryTokens, numPromptTokens);
   EXPECT_EQ(engine.blockManager().numFreeBlocks(), defaultLimits().numBlocks);
+}
+
+/// Steps `engine` to the end; returns request ids in the order they
+/// finished.
+std::vector<RequestId> finishOrder(Engine &engine) {
+  std::vector<RequestId> order;
+  while (engine.hasUnfinished())
+    for (const RequestOutput &out : engine.step())
+      if (out.finished)
+        order.push_back(out.id);
+  return order;
+}
+
+TEST(EngineTest, PriorityOrdersAdmissionAndEqualPrioritiesAreFcfs) {
+  EngineOptions options = defaultOptions();
+  options.maxNumSequences = 1;
+  FakeExecutor executor(defaultLimits());
+  Engine engine(executor, options);
+  std::mt19937 rng(11);
+  std::string error;
+  auto add = [&](int32_t priority) {
+    auto id =
+        engine.addRequest(randomPrompt(rng, 5), greedy(3), error, priority);
+    EXPECT_TRUE(id) << error;
+    return id.value_or(0);
+  };
+  RequestId a = add(0), b = add(5), c = add(-1), d = add(0), e = add(5);
+  // One at a time: lower values first, arrival order among equals.
+  EXPECT_EQ(finishOrder(engine), (std::vector<RequestId>{c, a, d, b, e}));
+  EXPECT_EQ(engine.blockManager().numFreeBlocks(), defaultLimits().numBlocks);
+}
+
+TEST(EngineTest, PreemptionTakesTheLowestPriorityFirst) {
+  std::mt19937 rng(13);
+  Job first{randomPrompt(rng, 10), greedy(30)};
+  Job second{randomPrompt(rng, 10), greedy(30)};
+  first.params.ignoreEos = second.params.ignoreEos = true;
+  std::vector<Completion> alone = runOneByOne({first, second});
+  ExecutorLimits tiny = defaultLimits();
+  tiny.numBlocks = 14; // 56 slots: both start, but both cannot finish
+  // The first request runs alone for a while; then the second arrives. With
+  // equal priorities the newcomer is preempted and the first finishes
+  // first; with a better priority the newcomer keeps running instead.
+  for (int32_t secondPriority : {0, -1}) {
+    FakeExecutor executor(tiny);
+    Engine engine(executor, defaultOptions());
+    std::string error;
+    auto a = engine.addRequest(first.prompt, first.params, error);
+    ASSERT_TRUE(a) << error;
+    std::map<RequestId, Completion> done;
+    for (int i = 0; i < 5; ++i)
+      for (const RequestOutput &out : engine.step())
+        done[out.id].tokens.insert(done[out.id].tokens.end(),
+                                   out.newTokenIds.begin(),
+                                   out.newTokenIds.end());
+    auto b =
+        engine.addRequest(second.prompt, second.params, error, secondPriority);
+    ASSERT_TRUE(b) << error;
+    std::vector<RequestId> order;
+    while (engine.hasUnfinished()) {
+      for (const RequestOutput &out : engine.step()) {
+        done[out.id].tokens.insert(done[out.id].tokens.end(),
+                                   out.newTokenIds.begin(),
+                                   out.newTokenIds.end());
+        if (out.finished)
+          order.push_back(out.id);
+      }
+    }
+    EXPECT_GT(engine.stats().numPreemptions, 0);
+    std::vector<RequestId> expected = {*a, *b};
+    if (secondPriority < 0)
+      expected = {*b, *a};
+    EXPECT_EQ(order, expected);
+    EXPECT_EQ(done[*a].tokens, alone[0].tokens);
+    EXPECT_EQ(done[*b].tokens, alone[1].tokens);
+    EXPECT_EQ(engine.blockManager().numFreeBlocks(), tiny.numBlocks);
+  }
 }
 
 TEST(EngineTest, SeededSamplingIsReproducible) {
@@ -318,6 +400,33 @@ TEST(EngineTest, ContextLimitEndsGeneration) {
   limits.numBlocks = 3;
   FakeExecutor small(limits);
   EXPECT_EQ(Engine(small, defaultOptions()).contextLimit(), 12);
+}
+
+TEST(EngineTest, MaxModelLengthCapsTheContext) {
+  FakeExecutor executor(defaultLimits());
+  EngineOptions options = defaultOptions();
+  options.maxModelLength = 20;
+  Engine engine(executor, options);
+  EXPECT_EQ(engine.contextLimit(), 20);
+  std::string error;
+  EXPECT_FALSE(
+      engine.addRequest(std::vector<TokenId>(21, 5), greedy(4), error));
+  EXPECT_EQ(error,
+            "the prompt has 21 tokens, more than the context limit of 20");
+  SamplingParams params = greedy(0);
+  params.maxTokens.reset();
+  params.ignoreEos = true;
+  std::mt19937 rng(2);
+  auto id = engine.addRequest(randomPrompt(rng, 15), params, error);
+  ASSERT_TRUE(id) << error;
+  std::map<RequestId, Completion> done = runToEnd(engine);
+  EXPECT_EQ(done[*id].tokens.size(), 6u);
+  EXPECT_EQ(done[*id].reason, FinishReason::Length);
+
+  // More than the model's is the model's.
+  options.maxModelLength = 1000;
+  EXPECT_EQ(Engine(executor, options).contextLimit(),
+            defaultLimits().maxContextLength);
 }
 
 TEST(EngineTest, RefusesBadRequests) {
